@@ -1,0 +1,392 @@
+"""The timeline engine: events in, each client's effective timeline out.
+
+Pure and synchronous, on numpy and pandas: no loop per event or per client
+in the hot path. Instants are int64 nanoseconds since the Unix epoch, UTC.
+
+How a timeline is made:
+
+1. Clients that share everything with their group (no events, overrides or
+   window settings of their own) share the group's *profile*; any other
+   client gets a profile of its own fed by its group's occurrences and its
+   own. A profile is computed once however many clients use it.
+2. Event occurrences are widened by ``lead_seconds`` before and ``merge_gap``
+   after, merged where they overlap or touch (windows are half-open, so
+   ``end == next start`` is one window), and the gap is taken off again.
+3. Client overrides (``on`` and ``off``) are merged per state, and the three
+   layers are swept together: an ``off`` override wins over an ``on``
+   override, which wins over an event window; elsewhere the TV is off.
+4. Adjacent segments with the same state and reason are one segment, and
+   every ``on`` segment learns the whole run of ``on`` around it: its event
+   window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tvpower.calendars import expand
+from tvpower.schedule import Schedule
+
+__all__ = [
+    "REASONS",
+    "Fleet",
+    "Timeline",
+    "build_timeline",
+    "compute_timeline",
+    "fleet_of",
+    "timeline_around",
+]
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+
+Int64Array = npt.NDArray[np.int64]
+
+# State codes of the sweep, in order of precedence (higher wins).
+_NO_EVENT, _EVENT, _OVERRIDE_ON, _OVERRIDE_OFF = 0, 1, 2, 3
+
+#: The ``reason`` of each state code; ``on`` for codes 1 and 2.
+REASONS = (
+    "no_active_event",
+    "event_window_active",
+    "client_override_on",
+    "client_override_off",
+)
+_DESIRED_STATE = np.array(["off", "on", "on", "off"], dtype=object)
+_REASON = np.array(REASONS, dtype=object)
+
+# Spans (each side of the instant) tried by timeline_around, until the
+# segment at the instant lies inside the computed range.
+_AROUND_SPANS_DAYS = (2, 14, 98, 686)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Who shares which profile, and the window settings of each profile.
+
+    ``clients``: index ``client_id``; columns ``group_id`` (str or None),
+    ``profile`` (int), ``grace_seconds`` (int).
+    ``profiles``: index ``profile`` (0..n-1); columns ``lead_ns``, ``gap_ns``.
+    ``sources``: columns ``owner_kind``, ``owner``, ``profile``: the
+    occurrences of that owner feed that profile.
+    """
+
+    clients: pd.DataFrame
+    profiles: pd.DataFrame
+    sources: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Every profile's segments over ``[start, end)``, and who uses which.
+
+    ``segments`` columns: ``profile``, ``start``, ``end``, ``code`` (state
+    code), ``window_start``, ``window_end`` (the ``on`` run around an ``on``
+    segment, -1 for ``off``). A segment's bounds are certain only strictly
+    inside ``(start, end)``: what lies beyond was not computed.
+    """
+
+    start: int
+    end: int
+    segments: pd.DataFrame
+    clients: pd.DataFrame
+
+    def at(self, instant: int) -> pd.DataFrame:
+        """Each client's segment at ``instant`` (ns), one row per client.
+
+        Columns: ``group_id``, ``grace_seconds``, ``start``, ``end``,
+        ``desired_state``, ``reason``, ``window_start``, ``window_end``,
+        ``start_known``, ``end_known``; index ``client_id``.
+        """
+        if not self.start <= instant < self.end:
+            raise ValueError(f"instant {instant} outside the timeline")
+        seg = self.segments
+        current = seg[(seg["start"] <= instant) & (seg["end"] > instant)]
+        rows = current.set_index("profile").reindex(self.clients["profile"])
+        return self._describe(rows.reset_index(drop=True), self.clients.index)
+
+    def client_segments(self, start: int, end: int) -> pd.DataFrame:
+        """Every client's segments clipped to ``[start, end)``, in CSV order."""
+        seg = self.segments
+        seg = seg[(seg["end"] > start) & (seg["start"] < end)]
+        clients = self.clients.reset_index()[["client_id", "group_id", "profile"]]
+        rows = clients.merge(seg, on="profile", how="inner", sort=False)
+        rows["start"] = rows["start"].clip(lower=start)
+        rows["end"] = rows["end"].clip(upper=end)
+        rows = rows.sort_values(["client_id", "start"], kind="stable")
+        described = self._describe(rows.reset_index(drop=True), rows["client_id"])
+        return described.reset_index()
+
+    def _describe(self, rows: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+        code = rows["code"].to_numpy(dtype=np.int64)
+        out = pd.DataFrame(
+            {
+                "group_id": rows["group_id"].to_numpy()
+                if "group_id" in rows
+                else self.clients.loc[index, "group_id"].to_numpy(),
+                "grace_seconds": self.clients.loc[index, "grace_seconds"].to_numpy(),
+                "start": rows["start"].to_numpy(dtype=np.int64),
+                "end": rows["end"].to_numpy(dtype=np.int64),
+                "desired_state": _DESIRED_STATE[code],
+                "reason": _REASON[code],
+                "window_start": rows["window_start"].to_numpy(dtype=np.int64),
+                "window_end": rows["window_end"].to_numpy(dtype=np.int64),
+            },
+            index=pd.Index(np.asarray(index), name="client_id"),
+        )
+        out["start_known"] = out["start"] > self.start
+        out["end_known"] = out["end"] < self.end
+        return out
+
+
+def fleet_of(schedule: Schedule) -> Fleet:
+    """The profiles of a schedule's clients (see the module docstring)."""
+    client_owners = {e.owner_id for e in schedule.events if e.owner_kind == "client"}
+    group_ids = sorted(schedule.groups)
+    profile_of_group = {g: i for i, g in enumerate(group_ids)}
+    rows = []
+    profile_rows = [
+        (schedule.groups[g].lead_seconds, schedule.groups[g].merge_gap_seconds)
+        for g in group_ids
+    ]
+    sources = [("group", g, profile_of_group[g]) for g in group_ids]
+    for client in sorted(schedule.clients.values(), key=lambda c: c.id):
+        shared = (
+            client.group_id is not None
+            and not client.own_settings
+            and client.id not in client_owners
+        )
+        if shared:
+            profile = profile_of_group[client.group_id]  # type: ignore[index]
+        else:
+            profile = len(profile_rows)
+            profile_rows.append((client.lead_seconds, client.merge_gap_seconds))
+            sources.append(("client", client.id, profile))
+            if client.group_id is not None:
+                sources.append(("group", client.group_id, profile))
+        rows.append((client.id, client.group_id, profile, client.grace_seconds))
+    return _fleet(rows, profile_rows, sources)
+
+
+def _fleet(
+    rows: list[tuple[str, str | None, int, int]],
+    profile_rows: list[tuple[int, int]],
+    sources: list[tuple[str, str, int]],
+) -> Fleet:
+    clients = pd.DataFrame(
+        rows, columns=["client_id", "group_id", "profile", "grace_seconds"]
+    ).set_index("client_id")
+    settings = np.array(profile_rows, dtype=np.int64).reshape(-1, 2) * NS
+    profiles = pd.DataFrame({"lead_ns": settings[:, 0], "gap_ns": settings[:, 1]})
+    source_frame = pd.DataFrame(sources, columns=["owner_kind", "owner", "profile"])
+    return Fleet(clients=clients, profiles=profiles, sources=source_frame)
+
+
+def compute_timeline(schedule: Schedule, start: datetime, end: datetime) -> Timeline:
+    """The timeline of every client of ``schedule`` over ``[start, end)``.
+
+    Occurrences are expanded a little beyond the range, by the largest
+    ``merge_gap`` and ``lead_seconds``, so that states inside it are exact.
+    """
+    fleet = fleet_of(schedule)
+    start_ns, end_ns = _ns(start), _ns(end)
+    pad_before = int(fleet.profiles["gap_ns"].max(initial=0))
+    pad_after = int(fleet.profiles["lead_ns"].max(initial=0))
+    occurrences = expand(
+        schedule,
+        pd.Timestamp(start_ns - pad_before, tz="UTC").to_pydatetime(),
+        pd.Timestamp(end_ns + pad_after, tz="UTC").to_pydatetime(),
+    )
+    return build_timeline(fleet, occurrences, start_ns, end_ns)
+
+
+def timeline_around(schedule: Schedule, instant: datetime) -> Timeline:
+    """A timeline around ``instant`` wide enough to know every client's segment.
+
+    The range grows until the segment at the instant starts and ends inside
+    it, so that event windows and segment starts (and with them intent ids)
+    do not depend on how far the engine looked.
+    """
+    instant_ns = _ns(instant)
+    for days in _AROUND_SPANS_DAYS:
+        span = days * DAY_NS
+        timeline = compute_timeline(
+            schedule, _dt(instant_ns - span), _dt(instant_ns + span)
+        )
+        now = timeline.at(instant_ns)
+        on = now["desired_state"] == "on"
+        if (now["start_known"] & (now["end_known"] | ~on)).all():
+            break
+    # Known shortcoming: a window longer than the widest span keeps the
+    # clipped bound; such a client's intent id changes as time passes.
+    return timeline
+
+
+def build_timeline(
+    fleet: Fleet, occurrences: pd.DataFrame, start: int, end: int
+) -> Timeline:
+    """The core: profiles' segments over ``[start, end)`` from raw occurrences.
+
+    ``occurrences`` has columns ``owner_kind``, ``owner``, ``layer``
+    (``event``, ``on`` or ``off``), ``start`` and ``end`` (int64 ns).
+    """
+    fed = _feed_profiles(fleet, occurrences)
+    profile = fed["profile"].to_numpy(dtype=np.int64)
+    layer = fed["layer"].to_numpy()
+    occ_start = fed["start"].to_numpy(dtype=np.int64)
+    occ_end = fed["end"].to_numpy(dtype=np.int64)
+
+    is_event = layer == "event"
+    lead = fleet.profiles["lead_ns"].to_numpy(dtype=np.int64)
+    gap = fleet.profiles["gap_ns"].to_numpy(dtype=np.int64)
+    ep = profile[is_event]
+    ew_p, ew_s, ew_e = _merge(ep, occ_start[is_event] - lead[ep], occ_end[is_event] + gap[ep])
+    ew_e = ew_e - gap[ew_p]
+
+    is_override = ~is_event
+    key = profile[is_override] * 2 + (layer[is_override] == "off")
+    ow_k, ow_s, ow_e = _merge(key, occ_start[is_override], occ_end[is_override])
+
+    edges = _edges(ew_p, ew_s, ew_e, ow_k, ow_s, ow_e)
+    segments = _segments(edges, len(fleet.profiles), start, end)
+    return Timeline(start=start, end=end, segments=segments, clients=fleet.clients)
+
+
+def _feed_profiles(fleet: Fleet, occurrences: pd.DataFrame) -> pd.DataFrame:
+    """Each occurrence once per profile it feeds."""
+    columns = ["owner_kind", "owner", "layer", "start", "end"]
+    return occurrences[columns].merge(
+        fleet.sources, on=["owner_kind", "owner"], how="inner", sort=False
+    )
+
+
+def _merge(
+    key: Int64Array, start: Int64Array, end: Int64Array
+) -> tuple[Int64Array, Int64Array, Int64Array]:
+    """Merge overlapping or touching intervals that share a key."""
+    if len(key) == 0:
+        return key, start, end
+    order = np.lexsort((start, key))
+    key, start, end = key[order], start[order], end[order]
+    reach = pd.Series(end).groupby(key).cummax().to_numpy()
+    opens = np.ones(len(key), dtype=bool)
+    opens[1:] = (key[1:] != key[:-1]) | (start[1:] > reach[:-1])
+    first = np.flatnonzero(opens)
+    return key[first], start[first], np.maximum.reduceat(end, first)
+
+
+def _edges(
+    ew_p: Int64Array,
+    ew_s: Int64Array,
+    ew_e: Int64Array,
+    ow_k: Int64Array,
+    ow_s: Int64Array,
+    ow_e: Int64Array,
+) -> pd.DataFrame:
+    """+1/-1 edges of each layer: event, override on, override off."""
+    ow_p, ow_off = ow_k // 2, ow_k % 2
+    layer = np.concatenate([np.zeros(len(ew_p), np.int64), 1 + ow_off])
+    profile = np.concatenate([ew_p, ow_p])
+    n = len(profile)
+    return pd.DataFrame(
+        {
+            "profile": np.concatenate([profile, profile]),
+            "time": np.concatenate([ew_s, ow_s, ew_e, ow_e]),
+            "layer": np.concatenate([layer, layer]),
+            "delta": np.concatenate([np.ones(n, np.int64), -np.ones(n, np.int64)]),
+        }
+    )
+
+
+def _segments(edges: pd.DataFrame, n_profiles: int, start: int, end: int) -> pd.DataFrame:
+    """Sweep the edges into each profile's segments over ``[start, end)``."""
+    edges = edges.sort_values(["profile", "time"], kind="stable")
+    profile = edges["profile"].to_numpy(dtype=np.int64)
+    time = edges["time"].to_numpy(dtype=np.int64)
+    counts = np.zeros((len(edges), 3), dtype=np.int64)
+    counts[np.arange(len(edges)), edges["layer"].to_numpy()] = edges["delta"].to_numpy()
+    counts = pd.DataFrame(counts).groupby(profile).cumsum().to_numpy()
+
+    # The state after the last edge at each (profile, time).
+    last = np.ones(len(edges), dtype=bool)
+    last[:-1] = (profile[1:] != profile[:-1]) | (time[1:] != time[:-1])
+    profile, time, counts = profile[last], time[last], counts[last]
+    code = np.where(
+        counts[:, 2] > 0,
+        _OVERRIDE_OFF,
+        np.where(counts[:, 1] > 0, _OVERRIDE_ON, np.where(counts[:, 0] > 0, _EVENT, _NO_EVENT)),
+    )
+    return _coalesce(profile, time, code, n_profiles, start, end)
+
+
+def _coalesce(
+    profile: Int64Array,
+    time: Int64Array,
+    code: npt.NDArray[np.int64],
+    n_profiles: int,
+    start: int,
+    end: int,
+) -> pd.DataFrame:
+    """Boundaries to segments over ``[start, end)``, clipped to it.
+
+    Every profile starts ``off`` before its first boundary. Bounds clipped to
+    the range are unknown: the engine did not look beyond them.
+    """
+    first = np.iinfo(np.int64).min
+    profile = np.concatenate([np.arange(n_profiles, dtype=np.int64), profile])
+    time = np.concatenate([np.full(n_profiles, first, np.int64), time])
+    code = np.concatenate([np.zeros(n_profiles, np.int64), code])
+    order = np.lexsort((time, profile))
+    profile, time, code = profile[order], time[order], code[order]
+
+    # A boundary before the range start only sets the state it starts with.
+    superseded = np.zeros(len(time), dtype=bool)
+    superseded[:-1] = (profile[1:] == profile[:-1]) & (time[1:] <= start)
+    keep = ~superseded
+    profile, time, code = profile[keep], np.maximum(time[keep], start), code[keep]
+
+    changes = np.ones(len(time), dtype=bool)
+    changes[1:] = (profile[1:] != profile[:-1]) | (code[1:] != code[:-1])
+    profile, time, code = profile[changes], time[changes], code[changes]
+
+    seg_end = np.full(len(time), end, dtype=np.int64)
+    same = profile[1:] == profile[:-1]
+    seg_end[:-1] = np.where(same, np.minimum(time[1:], end), end)
+    inside = (seg_end > start) & (time < end)
+    segments = pd.DataFrame(
+        {"profile": profile, "start": time, "end": seg_end, "code": code}
+    )[inside].reset_index(drop=True)
+    return _with_windows(segments)
+
+
+def _with_windows(segments: pd.DataFrame) -> pd.DataFrame:
+    """Add the run of consecutive ``on`` segments around each ``on`` segment."""
+    profile = segments["profile"].to_numpy(dtype=np.int64)
+    code = segments["code"].to_numpy(dtype=np.int64)
+    on = (code == _EVENT) | (code == _OVERRIDE_ON)
+    run_starts = on.copy()
+    run_starts[1:] &= ~on[:-1] | (profile[1:] != profile[:-1])
+    run = np.cumsum(run_starts)
+    grouped = segments[on].groupby(run[on])
+    window_start = np.full(len(segments), -1, dtype=np.int64)
+    window_end = np.full(len(segments), -1, dtype=np.int64)
+    window_start[on] = grouped["start"].transform("min").to_numpy()
+    window_end[on] = grouped["end"].transform("max").to_numpy()
+    segments["window_start"] = window_start
+    segments["window_end"] = window_end
+    return segments
+
+
+def _ns(instant: datetime) -> int:
+    if instant.tzinfo is None:
+        raise ValueError(f"instant {instant.isoformat()} has no time zone")
+    return int(pd.Timestamp(instant).as_unit("ns").value)
+
+
+def _dt(ns: int) -> datetime:
+    return pd.Timestamp(ns, tz="UTC").to_pydatetime()

@@ -1,0 +1,165 @@
+"""Power intents, v1: what a client should do, why, and until when.
+
+An :class:`Intent` is the meaning; :func:`Intent.payload` stamps it with
+``issued_at`` and ``expires_at`` for one publish. The ``intent_id`` is a
+name-based UUID (version 5) over the meaning alone, so the same meaning has
+the same id after a restart or from a second replica, and any change of
+meaning gives a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Intent",
+    "encode",
+    "format_instant",
+    "intent_schema",
+    "intents_from",
+    "validate_payload",
+]
+
+SCHEMA_VERSION = "1.0"
+
+# Fixed forever: changing it would give every intent a new id.
+_ID_NAMESPACE = uuid.UUID("6f1c2d8e-4b7a-5e3f-9a21-0c5d7e8f9a10")
+
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The meaning of one intent, times as UTC ``Z`` strings.
+
+    ``client_id`` is None on a group topic. ``window`` is the whole merged
+    ``on`` window, None for ``off``. ``segment_start`` is when this state
+    began, None when the engine could not see that far back.
+    """
+
+    client_id: str | None
+    group_id: str | None
+    desired_state: str
+    reason: str
+    grace_seconds: int
+    window: tuple[str, str] | None
+    segment_start: str | None
+
+    @property
+    def target(self) -> dict[str, str]:
+        target = {"client_id": self.client_id, "group_id": self.group_id}
+        return {k: v for k, v in target.items() if v is not None}
+
+    @property
+    def intent_id(self) -> str:
+        """Name-based UUID over target, state, reason, window and segment start."""
+        meaning = {
+            "target": self.target,
+            "desired_state": self.desired_state,
+            "reason": self.reason,
+            "event_window": list(self.window) if self.window else None,
+            "segment_start": self.segment_start,
+        }
+        name = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
+        return str(uuid.uuid5(_ID_NAMESPACE, name))
+
+    def payload(self, issued_at: datetime, ttl_seconds: int) -> dict[str, Any]:
+        """The v1 payload published at ``issued_at``, valid for ``ttl_seconds``."""
+        issued = issued_at.astimezone(UTC).replace(microsecond=0)
+        window = None
+        if self.window is not None:
+            window = {"start": self.window[0], "end": self.window[1]}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "intent_id": self.intent_id,
+            "issued_at": format_instant(issued),
+            "expires_at": format_instant(issued + timedelta(seconds=ttl_seconds)),
+            "target": self.target,
+            "power": {
+                "desired_state": self.desired_state,
+                "reason": self.reason,
+                "grace_seconds": self.grace_seconds,
+            },
+            "event_window": window,
+        }
+
+
+def intents_from(current: pd.DataFrame) -> dict[str, Intent]:
+    """Each client's intent from :meth:`tvpower.engine.Timeline.at` rows."""
+    start = _format_ns(current["start"].to_numpy())
+    window_start = _format_ns(current["window_start"].to_numpy())
+    window_end = _format_ns(current["window_end"].to_numpy())
+    on = (current["desired_state"] == "on").to_numpy()
+    known = current["start_known"].to_numpy()
+    columns = zip(
+        current.index,
+        current["group_id"],
+        current["desired_state"],
+        current["reason"],
+        current["grace_seconds"],
+        on,
+        known,
+        start,
+        window_start,
+        window_end,
+        strict=True,
+    )
+    return {
+        client: Intent(
+            client_id=client,
+            group_id=group if isinstance(group, str) else None,
+            desired_state=state,
+            reason=reason,
+            grace_seconds=int(grace),
+            window=(w_start, w_end) if is_on else None,
+            segment_start=seg_start if is_known else None,
+        )
+        for client, group, state, reason, grace, is_on, is_known, seg_start, w_start,
+        w_end in columns
+    }
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC, ISO 8601, whole seconds, with ``Z``."""
+    return instant.astimezone(UTC).strftime(_UTC_FORMAT)
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """The bytes on the wire: compact JSON in the payload's own key order."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@cache
+def intent_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the v1 payload, shipped in the package."""
+    text = resources.files("tvpower").joinpath("schema/intent-v1.schema.json")
+    schema: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
+    return schema
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = intent_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate_payload(payload: Any) -> None:
+    """Raise ``jsonschema.ValidationError`` unless ``payload`` is a valid v1 intent."""
+    _validator().validate(payload)
+
+
+def _format_ns(values: np.ndarray[Any, Any]) -> list[str]:
+    stamps = pd.to_datetime(values.astype(np.int64), unit="ns", utc=True)
+    return list(stamps.strftime(_UTC_FORMAT))
