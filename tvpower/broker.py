@@ -32,6 +32,7 @@ __all__ = ["EmbeddedBroker"]
 logger = logging.getLogger(__name__)
 
 _BIND_ATTEMPTS = 5
+_TEAR_DOWN_SECONDS = 1.0
 _ANONYMOUS_AUTH = "amqtt.plugins.authentication.AnonymousAuthPlugin"
 
 
@@ -101,8 +102,10 @@ class EmbeddedBroker:
     async def stop(self) -> None:
         """Stop the broker, waiting at most ``shutdown_timeout`` seconds.
 
-        amqtt's shutdown can hang while a client is mid-burst; the wait is
-        bounded and the broker is abandoned (with a warning) when it runs out.
+        amqtt's shutdown can hang while a client is mid-burst (a cancelled
+        reader loop that never reports it stopped). When the wait runs out,
+        the broker is torn down by force: its listener closed and its tasks
+        cancelled, so that none are left pending on the event loop.
         """
         broker, self._broker = self._broker, None
         if broker is None:
@@ -111,10 +114,12 @@ class EmbeddedBroker:
             await asyncio.wait_for(broker.shutdown(), self._shutdown_timeout)
         except TimeoutError:
             logger.warning(
-                "embedded broker at %s did not shut down within %.1f s",
+                "embedded broker at %s did not shut down within %.1f s; "
+                "closing it by force",
                 self.url,
                 self._shutdown_timeout,
             )
+            await _tear_down(broker)
 
     async def _try_start(self, port: int) -> bool:
         """Start amqtt on ``port``; false if the port turned out to be taken."""
@@ -142,6 +147,31 @@ class EmbeddedBroker:
                 port,
             )
         logger.info("embedded broker listens at %s", self.url)
+
+
+async def _tear_down(broker: Broker) -> None:
+    """Close the listener and cancel every task of amqtt's, bounded in time."""
+    # amqtt has no public way to close its listeners outside shutdown().
+    for server in broker._servers.values():
+        await asyncio.wait_for(server.close_instance(), _TEAR_DOWN_SECONDS)
+    for _round in range(2):
+        # On Python 3.11 asyncio.wait_for can swallow a cancellation that
+        # races with its inner read (amqtt's reader loop uses it), so a
+        # second cancel is sent to any task that outlived the first.
+        tasks = [task for task in asyncio.all_tasks() if _is_amqtt_task(task)]
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        await asyncio.wait(tasks, timeout=_TEAR_DOWN_SECONDS)
+
+
+def _is_amqtt_task(task: asyncio.Task[Any]) -> bool:
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    module = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return task is not asyncio.current_task() and (
+        module == "amqtt" or module.startswith("amqtt.")
+    )
 
 
 def _broker_config(host: str, port: int) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def encode(payload: dict[str, Any]) -> bytes:
 @cache
 def intent_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the v1 payload, shipped in the package."""
-    text = resources.files("tvpower").joinpath("schema/intent-v1.schema.json")
+    text = resources.files("tvpower") / "schema" / "intent-v1.schema.json"
     schema: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
     return schema
 

@@ -1,0 +1,550 @@
+"""Expanding schedules and calendar files into occurrences.
+
+Expectations come from the calendars themselves (their DTSTART, RRULE and
+EXDATE lines, quoted where they are used) and from the zone rules, never
+from what the code printed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+
+from tvpower.calendars import COLUMNS, expand
+from tvpower.schedule import Schedule, load_schedule
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+NS = 1_000_000_000
+BERLIN = ZoneInfo("Europe/Berlin")
+CHICAGO = ZoneInfo("America/Chicago")
+NEW_YORK = ZoneInfo("America/New_York")
+
+# UIDs of series in makerspace-potsdam-google.ics, with the lines that matter.
+HACKADEMY_FREE = "37jkbgv9regint2hqhlmd9risn@google.com"
+# DTSTART;TZID=Europe/Berlin:20190304T140000, DTEND ...T180000,
+# RRULE:FREQ=WEEKLY;WKST=SU;COUNT=6;BYDAY=MO,TU,WE
+PLENUM = "646brirtu83g18fhg5jtmf1dac@google.com"
+# DTSTART;TZID=Europe/Berlin:20180123T170000, DTEND ...T190000,
+# RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=TU
+OK_LAB = "2o60r26f5pq7muep7htdi4r01n@google.com"
+# DTSTART;TZID=Europe/Berlin:20171212T190000, DTEND ...T210000,
+# RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=TU; and one occurrence moved:
+# RECURRENCE-ID;TZID=Europe/Berlin:20180501T190000 -> DTSTART 20180502T190000
+MAKER_FAIR = "05b6u5vfdih0cdr6q3msgemss2@google.com"
+# DTSTART;VALUE=DATE:20180526, DTEND;VALUE=DATE:20180528, TRANSP:TRANSPARENT
+CONGRESS = "27sgrcdu4099mtq830biaal87d@google.com"
+# DTSTART;VALUE=DATE:20171227, DTEND;VALUE=DATE:20171228, TRANSP:OPAQUE
+
+# UIDs of series in school-chicago-google.ics.
+MONDAY_1015 = "m4b9nckq@google.com"
+# DTSTART;TZID=America/Chicago:20200928T101500, DTEND ...T103000,
+# RRULE:FREQ=WEEKLY;WKST=SU;INTERVAL=1;BYDAY=MO
+FRIDAY_1015 = "p1lc8@google.com"
+# DTSTART;TZID=America/Chicago:20200925T101500 (a Friday), RRULE:FREQ=WEEKLY,
+# EXDATE;TZID=America/Chicago:20201127T101500, EXDATE ...:20201023T101500
+
+Write = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def makerspace() -> Schedule:
+    return load_schedule(SCENARIOS / "makerspace-potsdam.yaml")
+
+
+@pytest.fixture(scope="module")
+def school() -> Schedule:
+    return load_schedule(SCENARIOS / "school-chicago.yaml")
+
+
+@pytest.fixture
+def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Write:
+    """Write files into a fresh working directory; give back the path."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str, name: str = "schedule.yaml") -> str:
+        Path(name).write_text(textwrap.dedent(text), encoding="utf-8")
+        return name
+
+    return write
+
+
+def at(zone: tzinfo, year: int, month: int, day: int, *clock: int) -> datetime:
+    """A wall-clock time in ``zone`` (fold=0, as the schedule reads it)."""
+    return datetime(year, month, day, *clock, tzinfo=zone)
+
+
+def ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * NS
+
+
+def spans(frame: pd.DataFrame, zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The frame's occurrences as wall-clock start and end in ``zone``."""
+    return [
+        (
+            datetime.fromtimestamp(start // NS, zone),
+            datetime.fromtimestamp(end // NS, zone),
+        )
+        for start, end in zip(frame["start"], frame["end"], strict=True)
+    ]
+
+
+def of_uid(frame: pd.DataFrame, uid: str) -> pd.DataFrame:
+    return frame[frame["event_id"] == uid]
+
+
+# --- The makerspace calendar ------------------------------------------------
+
+
+def test_makerspace_on_2019_03_05_overlapping_and_back_to_back_sessions(
+    makerspace: Schedule,
+) -> None:
+    frame = expand(makerspace, at(BERLIN, 2019, 3, 5), at(BERLIN, 2019, 3, 6))
+
+    assert list(frame["event_id"]) == [HACKADEMY_FREE, PLENUM, OK_LAB]
+    assert spans(frame, BERLIN) == [
+        (at(BERLIN, 2019, 3, 5, 14), at(BERLIN, 2019, 3, 5, 18)),
+        (at(BERLIN, 2019, 3, 5, 17), at(BERLIN, 2019, 3, 5, 19)),
+        (at(BERLIN, 2019, 3, 5, 19), at(BERLIN, 2019, 3, 5, 21)),
+    ]
+    # March is CET (+01:00): the room is busy from 13:00Z to 20:00Z.
+    assert frame["start"].min() == ns(datetime(2019, 3, 5, 13, tzinfo=UTC))
+    assert frame["end"].max() == ns(datetime(2019, 3, 5, 20, tzinfo=UTC))
+    assert set(frame["owner"]) == {"machbar"}
+    assert set(frame["owner_kind"]) == {"group"}
+    assert set(frame["layer"]) == {"event"}
+
+
+def biweekly_tuesdays(first: date, month_start: date, month_end: date) -> list[date]:
+    """The days of an every-two-weeks series from ``first`` in a month."""
+    days = []
+    day = month_start
+    while day < month_end:
+        if (day - first).days % 14 == 0:
+            days.append(day)
+        day += timedelta(days=1)
+    return days
+
+
+def test_makerspace_open_ended_tuesday_series_still_occur_in_december_2026(
+    makerspace: Schedule,
+) -> None:
+    frame = expand(makerspace, at(BERLIN, 2026, 12, 1), at(BERLIN, 2027, 1, 1))
+    december = (date(2026, 12, 1), date(2027, 1, 1))
+
+    plenum_days = biweekly_tuesdays(date(2018, 1, 23), *december)
+    ok_lab_days = biweekly_tuesdays(date(2017, 12, 12), *december)
+    assert plenum_days  # every two weeks: at least two Tuesdays in any month
+    assert spans(of_uid(frame, PLENUM), BERLIN) == [
+        (at(BERLIN, d.year, d.month, d.day, 17), at(BERLIN, d.year, d.month, d.day, 19))
+        for d in plenum_days
+    ]
+    assert spans(of_uid(frame, OK_LAB), BERLIN) == [
+        (at(BERLIN, d.year, d.month, d.day, 19), at(BERLIN, d.year, d.month, d.day, 21))
+        for d in ok_lab_days
+    ]
+
+
+def test_makerspace_moved_occurrence_replaces_the_original(
+    makerspace: Schedule,
+) -> None:
+    frame = expand(makerspace, at(BERLIN, 2018, 4, 30), at(BERLIN, 2018, 5, 4))
+
+    assert spans(of_uid(frame, OK_LAB), BERLIN) == [
+        (at(BERLIN, 2018, 5, 2, 19), at(BERLIN, 2018, 5, 2, 21)),
+    ]
+
+
+def test_makerspace_all_day_events_count_only_when_the_source_says_so(
+    write: Write,
+) -> None:
+    (Path.cwd() / "m.ics").write_bytes(
+        (SCENARIOS / "makerspace-potsdam-google.ics").read_bytes()
+    )
+    schedules = {
+        (transparent, all_day): load_schedule(
+            write(
+                f"""\
+                timezone: Europe/Berlin
+                groups:
+                  machbar:
+                    clients: [tv]
+                    calendars:
+                      - {{path: m.ics, transparent: {transparent}, all_day: {all_day}}}
+                """,
+                f"s-{transparent}-{all_day}.yaml",
+            )
+        )
+        for transparent in ("false", "true")
+        for all_day in ("false", "true")
+    }
+
+    def uids(key: tuple[str, str], start: datetime, end: datetime) -> set[str]:
+        return set(expand(schedules[key], start, end)["event_id"])
+
+    fair = (at(BERLIN, 2018, 5, 26), at(BERLIN, 2018, 5, 28))
+    congress = (at(BERLIN, 2017, 12, 27), at(BERLIN, 2017, 12, 28))
+    # The maker fair is all-day and transparent: it needs both settings.
+    assert MAKER_FAIR not in uids(("false", "true"), *fair)
+    assert MAKER_FAIR not in uids(("true", "false"), *fair)
+    assert MAKER_FAIR in uids(("true", "true"), *fair)
+    # The congress day is all-day and opaque.
+    assert CONGRESS not in uids(("false", "false"), *congress)
+    frame = expand(schedules[("false", "true")], *congress)
+    assert spans(of_uid(frame, CONGRESS), BERLIN) == [congress]
+
+
+# --- The school calendar ----------------------------------------------------
+
+
+def test_school_monday_class_keeps_local_time_across_the_dst_change(
+    school: Schedule,
+) -> None:
+    # US daylight saving time ended on Sunday 2020-11-01.
+    frame = of_uid(
+        expand(school, at(CHICAGO, 2020, 10, 26), at(CHICAGO, 2020, 11, 3)),
+        MONDAY_1015,
+    )
+
+    assert spans(frame, CHICAGO) == [
+        (at(CHICAGO, 2020, 10, 26, 10, 15), at(CHICAGO, 2020, 10, 26, 10, 30)),
+        (at(CHICAGO, 2020, 11, 2, 10, 15), at(CHICAGO, 2020, 11, 2, 10, 30)),
+    ]
+    before, after = (datetime.fromtimestamp(s // NS, UTC) for s in frame["start"])
+    assert (before.hour, before.minute) == (15, 15)  # CDT, -05:00
+    assert (after.hour, after.minute) == (16, 15)  # CST, -06:00
+
+
+def test_school_exdates_remove_holidays(school: Schedule) -> None:
+    frame = of_uid(
+        expand(school, at(CHICAGO, 2020, 10, 16), at(CHICAGO, 2020, 12, 1)),
+        FRIDAY_1015,
+    )
+
+    fridays = [date(2020, 10, 16) + timedelta(weeks=n) for n in range(7)]
+    holidays = {date(2020, 10, 23), date(2020, 11, 27)}
+    assert [start.date() for start, _ in spans(frame, CHICAGO)] == [
+        friday for friday in fridays if friday not in holidays
+    ]
+
+
+# --- Which calendar events count --------------------------------------------
+
+KINDS_ICS = """\
+BEGIN:VCALENDAR
+VERSION:2.0
+BEGIN:VEVENT
+UID:plain
+DTSTART:20190330T090000Z
+DTEND:20190330T100000Z
+END:VEVENT
+BEGIN:VEVENT
+UID:cancelled
+DTSTART:20190330T090000Z
+DTEND:20190330T100000Z
+STATUS:CANCELLED
+END:VEVENT
+BEGIN:VEVENT
+UID:free
+DTSTART:20190330T090000Z
+DTEND:20190330T100000Z
+TRANSP:TRANSPARENT
+END:VEVENT
+BEGIN:VEVENT
+UID:free-cancelled
+DTSTART;VALUE=DATE:20190331
+STATUS:CANCELLED
+TRANSP:TRANSPARENT
+END:VEVENT
+BEGIN:VEVENT
+UID:all-day
+DTSTART;VALUE=DATE:20190331
+END:VEVENT
+BEGIN:VEVENT
+UID:no-length
+DTSTART:20190330T090000Z
+END:VEVENT
+BEGIN:VEVENT
+UID:floating
+DTSTART:20190330T230000
+DURATION:PT4H
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+DTSTART;TZID=Europe/Berlin:20190329T120000
+DTEND;TZID=Europe/Berlin:20190329T130000
+RRULE:FREQ=DAILY;COUNT=3
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=Europe/Berlin:20190330T120000
+DTSTART;TZID=Europe/Berlin:20190330T120000
+DTEND;TZID=Europe/Berlin:20190330T130000
+STATUS:CANCELLED
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+def kinds_schedule(write: Write, *, transparent: bool, all_day: bool) -> Schedule:
+    write(KINDS_ICS, "kinds.ics")
+    flags = f"transparent: {str(transparent).lower()}, all_day: {str(all_day).lower()}"
+    return load_schedule(
+        write(f"""\
+            timezone: Europe/Berlin
+            groups:
+              room:
+                clients: [tv]
+                calendars: [{{path: kinds.ics, {flags}}}]
+            """)
+    )
+
+
+def counted(schedule: Schedule) -> list[str]:
+    frame = expand(schedule, at(BERLIN, 2019, 3, 25), at(BERLIN, 2019, 4, 5))
+    return sorted(frame["event_id"])
+
+
+def test_by_default_cancelled_free_all_day_and_empty_events_do_not_count(
+    write: Write,
+) -> None:
+    schedule = kinds_schedule(write, transparent=False, all_day=False)
+
+    # "daily" has three occurrences; the one on 2019-03-30 is cancelled.
+    assert counted(schedule) == ["daily", "daily", "floating", "plain"]
+
+
+def test_free_events_count_when_the_calendar_is_transparent(write: Write) -> None:
+    schedule = kinds_schedule(write, transparent=True, all_day=False)
+
+    assert counted(schedule) == ["daily", "daily", "floating", "free", "plain"]
+
+
+def test_all_day_events_last_midnight_to_midnight_in_the_groups_zone(
+    write: Write,
+) -> None:
+    schedule = kinds_schedule(write, transparent=False, all_day=True)
+    frame = expand(schedule, at(BERLIN, 2019, 3, 25), at(BERLIN, 2019, 4, 5))
+
+    # Without DTEND an all-day event lasts its one day; 2019-03-31 is the
+    # spring change in Berlin, a day of 23 hours.
+    [(start, end)] = spans(of_uid(frame, "all-day"), BERLIN)
+    assert (start, end) == (at(BERLIN, 2019, 3, 31), at(BERLIN, 2019, 4, 1))
+    assert end.timestamp() - start.timestamp() == 23 * 3600
+
+
+def test_cancelled_never_counts_whatever_the_settings(write: Write) -> None:
+    schedule = kinds_schedule(write, transparent=True, all_day=True)
+
+    assert "cancelled" not in counted(schedule)
+    assert "free-cancelled" not in counted(schedule)
+    assert counted(schedule).count("daily") == 2
+
+
+def test_floating_time_is_wall_time_in_the_groups_zone_and_duration_is_exact(
+    write: Write,
+) -> None:
+    schedule = kinds_schedule(write, transparent=False, all_day=False)
+    frame = expand(schedule, at(BERLIN, 2019, 3, 25), at(BERLIN, 2019, 4, 5))
+
+    # 23:00 CET on 2019-03-30 is 22:00Z; PT4H is four real hours, across
+    # the skipped hour, so it ends at 02:00Z (04:00 CEST).
+    [row] = of_uid(frame, "floating").itertuples()
+    assert row.start == ns(datetime(2019, 3, 30, 22, tzinfo=UTC))
+    assert row.end == ns(datetime(2019, 3, 31, 2, tzinfo=UTC))
+
+
+# --- Events of the schedule file --------------------------------------------
+
+
+def test_single_events_and_overrides_become_rows_with_their_layer(
+    write: Write,
+) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: UTC
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: show, group: g, start: 2019-01-01T10:00, end: 2019-01-01T12:00}
+              - {id: dark, client: a, desired_state: off,
+                 start: 2019-01-01T11:00, end: 2019-01-01T11:30}
+              - {id: bright, client: a, desired_state: on,
+                 start: 2019-01-01T13:00, end: 2019-01-01T14:00}
+              - {id: own, client: a, start: 2019-01-01T15:00, end: 2019-01-01T16:00}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 1, 1), at(UTC, 2019, 1, 2))
+
+    assert frame[["owner", "owner_kind", "layer", "event_id"]].values.tolist() == [
+        ["g", "group", "event", "show"],
+        ["a", "client", "off", "dark"],
+        ["a", "client", "on", "bright"],
+        ["a", "client", "event", "own"],
+    ]
+    assert frame["start"].iloc[0] == ns(datetime(2019, 1, 1, 10, tzinfo=UTC))
+
+
+def test_occurrences_overlapping_the_range_edges(write: Write) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: UTC
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: across-start, group: g, start: 2019-01-01T09:00, end: 2019-01-01T11:00}
+              - {id: ends-at-start, group: g, start: 2019-01-01T08:00, end: 2019-01-01T10:00}
+              - {id: starts-at-end, group: g, start: 2019-01-01T12:00, end: 2019-01-01T13:00}
+              - {id: daily, group: g, start: 2018-12-25T09:30, end: 2018-12-25T10:30,
+                 rrule: FREQ=DAILY}
+            """)
+    )
+    frame = expand(
+        schedule,
+        datetime(2019, 1, 1, 10, tzinfo=UTC),
+        datetime(2019, 1, 1, 12, tzinfo=UTC),
+    )
+
+    # Windows are half-open: touching the range is not overlapping it.
+    assert sorted(frame["event_id"]) == ["across-start", "daily"]
+
+
+def test_yaml_rrule_in_the_berlin_spring_gap_moves_forward(write: Write) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: Europe/Berlin
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: night, group: g, start: 2019-03-29T02:30, end: 2019-03-29T03:30,
+                 rrule: FREQ=DAILY;COUNT=4}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 3, 28), at(UTC, 2019, 4, 2))
+
+    # 02:30 does not exist on 2019-03-31: it is read with the offset before
+    # the gap (+01:00), 01:30Z, and the occurrence lasts its exact hour.
+    utc = [
+        (s // NS, e // NS) for s, e in zip(frame["start"], frame["end"], strict=True)
+    ]
+    expected_starts = [
+        datetime(2019, 3, 29, 1, 30, tzinfo=UTC),
+        datetime(2019, 3, 30, 1, 30, tzinfo=UTC),
+        datetime(2019, 3, 31, 1, 30, tzinfo=UTC),
+        datetime(2019, 4, 1, 0, 30, tzinfo=UTC),  # 02:30 CEST
+    ]
+    assert utc == [
+        (int(s.timestamp()), int(s.timestamp()) + 3600) for s in expected_starts
+    ]
+
+
+def test_yaml_rrule_in_the_new_york_autumn_fold_takes_the_first(write: Write) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: America/New_York
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: night, group: g, start: 2019-11-02T01:30, end: 2019-11-02T02:00,
+                 rrule: FREQ=DAILY;COUNT=3}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 11, 1), at(UTC, 2019, 11, 6))
+
+    # 01:30 happens twice on 2019-11-03; the first is EDT (-04:00), 05:30Z.
+    starts = [datetime.fromtimestamp(s // NS, UTC) for s in frame["start"]]
+    assert starts == [
+        datetime(2019, 11, 2, 5, 30, tzinfo=UTC),
+        datetime(2019, 11, 3, 5, 30, tzinfo=UTC),
+        datetime(2019, 11, 4, 6, 30, tzinfo=UTC),
+    ]
+    assert list(frame["end"] - frame["start"]) == [30 * 60 * NS] * 3
+
+
+def test_yaml_rrule_with_a_fixed_offset_ignores_dst(write: Write) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: Europe/Berlin
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: fixed, group: g, start: "2019-03-30T10:00:00+01:00",
+                 end: "2019-03-30T11:00:00+01:00", rrule: FREQ=DAILY;COUNT=2}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 3, 29), at(UTC, 2019, 4, 2))
+
+    assert [datetime.fromtimestamp(s // NS, UTC).hour for s in frame["start"]] == [9, 9]
+
+
+def test_yaml_exdate_removes_an_occurrence(write: Write) -> None:
+    schedule = load_schedule(
+        write("""\
+            timezone: Europe/Berlin
+            groups:
+              g: {clients: [a]}
+            events:
+              - {id: standup, group: g, start: 2026-03-02T09:30, end: 2026-03-02T10:00,
+                 rrule: FREQ=WEEKLY;BYDAY=MO;COUNT=4,
+                 exdates: [2026-03-09T09:30, 2026-03-16T08:30:00Z]}
+            """)
+    )
+    frame = expand(schedule, at(BERLIN, 2026, 3, 1), at(BERLIN, 2026, 4, 1))
+
+    assert [start.date() for start, _ in spans(frame, BERLIN)] == [
+        date(2026, 3, 2),
+        date(2026, 3, 23),
+    ]
+
+
+def test_example_office_override_and_back_to_back_events() -> None:
+    office = load_schedule(SCENARIOS / "example-office.yaml")
+    frame = expand(office, at(BERLIN, 2026, 3, 2), at(BERLIN, 2026, 3, 3))
+
+    lobby = frame[frame["owner"] == "lobby"]
+    # 09:00-10:00 local, then 09:00Z (10:00 CET) to 11:00+01:00: they touch.
+    assert spans(lobby, BERLIN) == [
+        (at(BERLIN, 2026, 3, 2, 9), at(BERLIN, 2026, 3, 2, 10)),
+        (at(BERLIN, 2026, 3, 2, 10), at(BERLIN, 2026, 3, 2, 11)),
+    ]
+    maintenance = expand(office, at(BERLIN, 2026, 3, 9), at(BERLIN, 2026, 3, 10))
+    off = maintenance[maintenance["layer"] == "off"]
+    assert off[["owner", "event_id"]].values.tolist() == [["room-3a", "maintenance-3a"]]
+
+
+# --- The frame --------------------------------------------------------------
+
+
+def test_empty_frame_has_the_columns_and_dtypes(makerspace: Schedule) -> None:
+    empty = expand(makerspace, at(BERLIN, 1999, 1, 1), at(BERLIN, 1999, 1, 2))
+    full = expand(makerspace, at(BERLIN, 2019, 3, 5), at(BERLIN, 2019, 3, 6))
+
+    assert tuple(empty.columns) == COLUMNS == tuple(full.columns)
+    assert len(empty) == 0
+    assert empty.dtypes.to_dict() == full.dtypes.to_dict()
+    assert full["start"].dtype == "int64"
+    assert full["end"].dtype == "int64"
+    assert all(pd.api.types.is_string_dtype(full[c]) for c in ("owner", "layer"))
+
+
+def test_naive_range_is_refused(makerspace: Schedule) -> None:
+    with pytest.raises(ValueError, match="aware"):
+        expand(makerspace, datetime(2019, 3, 5), datetime(2019, 3, 6))
+
+
+def test_a_year_of_the_makerspace_expands_well_under_a_second(
+    makerspace: Schedule,
+) -> None:
+    began = time.perf_counter()
+    frame = expand(makerspace, at(BERLIN, 2026, 1, 1), at(BERLIN, 2027, 1, 1))
+    elapsed = time.perf_counter() - began
+
+    # Weekly series alone give more than 52 occurrences each.
+    assert len(frame) > 4 * 52
+    assert elapsed < 1.0

@@ -1,0 +1,663 @@
+"""Loading schedule files: the shipped scenarios, the model, and bad input.
+
+Every bad input must raise a ScheduleError whose message names the file as
+given, the entry and the field, and says what was expected and what was
+found; the messages are asserted in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tvpower.errors import ScheduleError
+from tvpower.schedule import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_TTL_SECONDS,
+    Schedule,
+    load_schedule,
+)
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+BERLIN = "Europe/Berlin"
+
+Write = Callable[..., str]
+
+#: A valid schedule that the bad-input cases below add to or break.
+BASE = """\
+timezone: Europe/Berlin
+groups:
+  machbar:
+    clients: [machbar-entrance]
+"""
+
+#: One event of machbar, with room for one more key.
+TALK = (
+    "  - {{id: talk, group: machbar, start: 2019-03-05T14:00:00, "
+    "end: 2019-03-05T15:00:00{extra}}}\n"
+)
+
+TOPIC_LEVEL = "one MQTT topic level (not empty, without '/', '+', '#' or NUL)"
+
+
+@pytest.fixture
+def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Write:
+    """Write files into a fresh working directory; give back the relative path.
+
+    Errors then show the path as a user typed it: ``schedule.yaml``.
+    """
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str, name: str = "schedule.yaml") -> str:
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text(textwrap.dedent(text), encoding="utf-8")
+        return name
+
+    return write
+
+
+def error_of(path: str) -> str:
+    """The message of the ScheduleError that loading ``path`` raises."""
+    with pytest.raises(ScheduleError) as caught:
+        load_schedule(path)
+    return str(caught.value)
+
+
+def talk(extra: str = "") -> str:
+    """BASE with one event, ``extra`` added to its keys."""
+    return BASE + "events:\n" + TALK.format(extra=extra)
+
+
+# --- The shipped scenarios --------------------------------------------------
+
+
+def test_makerspace_scenario_is_one_room_with_two_tvs_and_a_calendar() -> None:
+    schedule = load_schedule(SCENARIOS / "makerspace-potsdam.yaml")
+
+    machbar = schedule.groups["machbar"]
+    assert machbar.clients == ("machbar-entrance", "machbar-hall")
+    assert str(machbar.timezone) == BERLIN
+    assert set(schedule.clients) == {"machbar-entrance", "machbar-hall"}
+    assert all(c.group_id == "machbar" for c in schedule.clients.values())
+    [source] = machbar.calendars
+    assert source.path == SCENARIOS / "makerspace-potsdam-google.ics"
+    assert (source.transparent, source.all_day) == (False, False)
+    assert isinstance(source.calendar, icalendar.Calendar)
+    assert source.calendar["X-WR-TIMEZONE"] == BERLIN
+
+
+def test_school_scenario_is_one_lobby_in_chicago() -> None:
+    schedule = load_schedule(SCENARIOS / "school-chicago.yaml")
+
+    school = schedule.groups["school"]
+    assert school.clients == ("school-lobby",)
+    assert str(school.timezone) == "America/Chicago"
+    assert str(schedule.clients["school-lobby"].timezone) == "America/Chicago"
+    [source] = school.calendars
+    assert source.calendar["X-WR-CALNAME"] == "School"
+
+
+def test_shipped_calendars_are_the_real_inputs_unchanged() -> None:
+    real = Path("/work/shared/real-inputs")
+    if not real.is_dir():
+        pytest.skip("the real inputs are not on this machine")
+    for name in ("makerspace-potsdam-google.ics", "school-chicago-google.ics"):
+        assert (SCENARIOS / name).read_bytes() == (real / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def office() -> Schedule:
+    return load_schedule(SCENARIOS / "example-office.yaml")
+
+
+def test_example_office_resolves_every_clients_settings(office: Schedule) -> None:
+    clients = office.clients
+    assert list(clients) == [
+        "lobby-left",
+        "lobby-right",
+        "room-3a",
+        "room-3b",
+        "canteen",
+    ]
+    # merge_gap "PT15M" on the lobby group, inherited by its clients.
+    assert clients["lobby-left"].merge_gap_seconds == 15 * 60
+    assert not clients["lobby-left"].own_settings
+    # floor-3 sets lead and grace; room-3b its own lead.
+    assert (clients["room-3a"].lead_seconds, clients["room-3a"].grace_seconds) == (
+        120,
+        60,
+    )
+    assert (clients["room-3b"].lead_seconds, clients["room-3b"].grace_seconds) == (
+        300,
+        60,
+    )
+    assert clients["room-3b"].own_settings
+    # canteen is in no group, in its own zone, with schedule defaults.
+    canteen = clients["canteen"]
+    assert canteen.group_id is None
+    assert str(canteen.timezone) == "Europe/London"
+    assert canteen.grace_seconds == DEFAULT_GRACE_SECONDS
+    assert office.ttl_seconds == DEFAULT_TTL_SECONDS
+
+
+def test_example_office_times_keep_how_they_were_written(office: Schedule) -> None:
+    events = {event.id: event for event in office.events}
+    local = events["welcome-morning"].start
+    assert str(local.tzinfo) == BERLIN
+    assert local.astimezone(UTC) == datetime(2026, 3, 2, 8, tzinfo=UTC)
+    assert events["visitor-briefing"].start.tzinfo == UTC
+    assert events["visitor-briefing"].end.utcoffset() == timedelta(hours=1)
+    # The lunch menu is the canteen's, so its local time is London's.
+    assert str(events["lunch-menu"].start.tzinfo) == "Europe/London"
+    assert str(events["open-day-canteen"].start.tzinfo) == BERLIN
+    assert events["maintenance-3a"].desired_state == "off"
+    assert events["open-day-canteen"].desired_state == "on"
+    assert len(events["standup"].exdates) == 2
+    assert events["standup"].entry == "events[2] (id 'standup')"
+
+
+# --- Settings and times -----------------------------------------------------
+
+
+def test_settings_resolve_client_then_group_then_schedule_then_default(
+    write: Write,
+) -> None:
+    path = write("""\
+        timezone: UTC
+        lead_seconds: 5
+        groups:
+          g:
+            clients: [a, b]
+            lead_seconds: 7
+            grace_seconds: 11
+        clients:
+          a: {lead_seconds: 9}
+          c:
+        """)
+    clients = load_schedule(path).clients
+
+    assert (clients["a"].lead_seconds, clients["a"].grace_seconds) == (9, 11)
+    assert (clients["b"].lead_seconds, clients["b"].grace_seconds) == (7, 11)
+    assert (clients["c"].lead_seconds, clients["c"].grace_seconds) == (5, 30)
+    assert [clients[c].own_settings for c in "abc"] == [True, False, False]
+
+
+def test_a_client_entry_may_join_a_group_by_naming_it(write: Write) -> None:
+    path = write("""\
+        timezone: UTC
+        groups:
+          g: {clients: [a]}
+        clients:
+          a: {group: g}
+          b: {group: g}
+        """)
+    schedule = load_schedule(path)
+
+    assert schedule.groups["g"].clients == ("a", "b")
+    assert schedule.clients["b"].group_id == "g"
+
+
+@pytest.mark.parametrize(
+    ("merge_gap", "seconds"),
+    [("0", 0), ("90", 90), ("PT15M", 900), ("PT1H30M", 5400), ("P1DT1S", 86401)],
+)
+def test_merge_gap_takes_seconds_or_an_iso_duration(
+    write: Write, merge_gap: str, seconds: int
+) -> None:
+    schedule = load_schedule(write(BASE + f"merge_gap: {merge_gap}\n"))
+
+    assert schedule.groups["machbar"].merge_gap_seconds == seconds
+
+
+def test_event_zone_comes_from_event_then_owner_then_schedule(write: Write) -> None:
+    path = write("""\
+        timezone: Asia/Tokyo
+        groups:
+          g: {clients: [a], timezone: America/Chicago}
+        clients:
+          b: {timezone: Europe/London}
+        events:
+          - {id: e1, group: g, start: 2019-01-01T10:00, end: 2019-01-01T11:00}
+          - {id: e2, client: a, start: 2019-01-01T10:00, end: 2019-01-01T11:00}
+          - {id: e3, client: b, start: 2019-01-01T10:00, end: 2019-01-01T11:00}
+          - {id: e4, client: b, start: 2019-01-01T10:00, end: 2019-01-01T11:00,
+             timezone: Australia/Sydney}
+        """)
+    zones = [str(event.start.tzinfo) for event in load_schedule(path).events]
+
+    assert zones == [
+        "America/Chicago",
+        "America/Chicago",
+        "Europe/London",
+        "Australia/Sydney",
+    ]
+
+
+def test_local_time_in_the_spring_gap_moves_forward(write: Write) -> None:
+    # Europe/Berlin skips 02:00-03:00 on 2019-03-31: 02:30 is read with the
+    # offset before the gap, +01:00, which is 03:30 CEST.
+    path = write(
+        BASE + "events:\n  - {id: e, group: machbar, "
+        "start: 2019-03-31T02:30:00, end: 2019-03-31T04:00:00}\n"
+    )
+    [event] = load_schedule(path).events
+
+    assert event.start.astimezone(UTC) == datetime(2019, 3, 31, 1, 30, tzinfo=UTC)
+    assert event.start.fold == 0
+
+
+def test_ambiguous_local_time_means_its_first_occurrence(write: Write) -> None:
+    # America/New_York passes 01:00-02:00 twice on 2019-11-03; the first
+    # time still in EDT (-04:00).
+    path = write("""\
+        timezone: America/New_York
+        clients: {lobby: }
+        events:
+          - {id: e, client: lobby, start: 2019-11-03T01:30, end: 2019-11-03T03:00}
+        """)
+    [event] = load_schedule(path).events
+
+    assert event.start.astimezone(UTC) == datetime(2019, 11, 3, 5, 30, tzinfo=UTC)
+
+
+def test_fractional_seconds_are_floored(write: Write) -> None:
+    path = write(
+        BASE + "events:\n  - {id: e, group: machbar, "
+        "start: '2019-03-05T14:00:00.999+01:00', end: 2019-03-05T15:00:00.5Z}\n"
+    )
+    [event] = load_schedule(path).events
+
+    assert event.start == datetime(2019, 3, 5, 14, tzinfo=timezone(timedelta(hours=1)))
+    assert event.end == datetime(2019, 3, 5, 15, tzinfo=UTC)
+
+
+def test_on_and_off_stay_words_not_booleans(write: Write) -> None:
+    path = write("""\
+        timezone: UTC
+        clients: {lobby: }
+        events:
+          - {id: e, client: lobby, desired_state: off, start: 2019-01-01T10:00,
+             end: 2019-01-01T11:00}
+        """)
+    [event] = load_schedule(path).events
+
+    assert event.desired_state == "off"
+    assert event.owner_kind == "client"
+
+
+# --- Bad input: exact messages ----------------------------------------------
+
+BAD_INPUT = {
+    "unknown key": (
+        BASE + "event: []\n",
+        "schedule.yaml: field 'event': unknown key; expected one of clients, events, "
+        "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds",
+    ),
+    "unknown key in a group": (
+        BASE + "    calendar: [x.ics]\n",
+        "schedule.yaml: groups.machbar: field 'calendar': unknown key; expected one "
+        "of calendars, clients, grace_seconds, lead_seconds, merge_gap, timezone",
+    ),
+    "missing timezone": (
+        "groups: {}\n",
+        "schedule.yaml: field 'timezone': missing; "
+        "expected an IANA time zone name like 'Europe/Berlin'",
+    ),
+    "bad zone name": (
+        "timezone: Europe/Berlinn\n",
+        "schedule.yaml: field 'timezone': "
+        "expected an IANA time zone name like 'Europe/Berlin', got 'Europe/Berlinn'",
+    ),
+    "zone directory": (
+        BASE + "    timezone: America\n",
+        "schedule.yaml: groups.machbar: field 'timezone': "
+        "expected an IANA time zone name like 'Europe/Berlin', got 'America'",
+    ),
+    "end before start": (
+        talk().replace("end: 2019-03-05T15", "end: 2019-03-05T13"),
+        "schedule.yaml: events[0] (id 'talk'): field 'end': "
+        "must be after start 2019-03-05T14:00:00+01:00, got 2019-03-05T13:00:00+01:00",
+    ),
+    "end equal to start, in other words": (
+        talk()
+        .replace("start: 2019-03-05T14:00:00", "start: 2019-03-05T14:00:00Z")
+        .replace("end: 2019-03-05T15:00:00", "end: 2019-03-05T15:00:00+01:00"),
+        "schedule.yaml: events[0] (id 'talk'): field 'end': "
+        "must be after start 2019-03-05T14:00:00+00:00, got 2019-03-05T15:00:00+01:00",
+    ),
+    "bad rrule": (
+        talk(", rrule: FREQ=SOMETIMES"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected an RFC 5545 "
+        "RRULE value like 'FREQ=WEEKLY;BYDAY=TU', got 'FREQ=SOMETIMES': "
+        "Expected frequency, got: SOMETIMES",
+    ),
+    "rrule without FREQ": (
+        talk(", rrule: BYDAY=TU"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected an RFC 5545 "
+        "RRULE value like 'FREQ=WEEKLY;BYDAY=TU', got 'BYDAY=TU': FREQ is missing",
+    ),
+    "rrule with a local UNTIL": (
+        talk(", rrule: 'FREQ=WEEKLY;UNTIL=20190601T000000'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected an RFC 5545 "
+        "RRULE value like 'FREQ=WEEKLY;BYDAY=TU', got "
+        "'FREQ=WEEKLY;UNTIL=20190601T000000': "
+        "RRULE UNTIL values must be specified in UTC when DTSTART is timezone-aware",
+    ),
+    "unknown group reference": (
+        talk().replace("group: machbar", "group: machbr"),
+        "schedule.yaml: events[0] (id 'talk'): field 'group': "
+        "expected a declared group ('machbar'), got 'machbr'",
+    ),
+    "unknown client reference": (
+        talk().replace("group: machbar", "client: lobby"),
+        "schedule.yaml: events[0] (id 'talk'): field 'client': "
+        "expected a declared client ('machbar-entrance'), got 'lobby'",
+    ),
+    "both group and client": (
+        talk(", client: machbar-entrance"),
+        "schedule.yaml: events[0] (id 'talk'): "
+        "expected exactly one of 'group' and 'client', got both",
+    ),
+    "neither group nor client": (
+        talk().replace("group: machbar, ", ""),
+        "schedule.yaml: events[0] (id 'talk'): "
+        "expected exactly one of 'group' and 'client', got neither",
+    ),
+    "desired_state on a group event": (
+        talk(", desired_state: off"),
+        "schedule.yaml: events[0] (id 'talk'): field 'desired_state': "
+        "allowed only on client events (overrides), got 'off' on a group event",
+    ),
+    "desired_state neither on nor off": (
+        talk(", desired_state: dim").replace(
+            "group: machbar", "client: machbar-entrance"
+        ),
+        "schedule.yaml: events[0] (id 'talk'): field 'desired_state': "
+        "expected 'on' or 'off', got 'dim'",
+    ),
+    "group id with a slash": (
+        "timezone: UTC\ngroups:\n  a/b: {clients: [x]}\n",
+        f"schedule.yaml: groups: expected each group id to be {TOPIC_LEVEL}, got 'a/b'",
+    ),
+    "client id '+' in a group": (
+        "timezone: UTC\ngroups:\n  g: {clients: ['+']}\n",
+        "schedule.yaml: groups.g: field 'clients': "
+        f"expected each client id to be {TOPIC_LEVEL}, got '+'",
+    ),
+    "client id '#'": (
+        "timezone: UTC\nclients:\n  '#': {}\n",
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, got '#'",
+    ),
+    "empty client id": (
+        "timezone: UTC\nclients:\n  '': {}\n",
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, got ''",
+    ),
+    "client id with NUL": (
+        'timezone: UTC\ngroups:\n  g: {clients: ["a\\0b"]}\n',
+        "schedule.yaml: groups.g: field 'clients': "
+        f"expected each client id to be {TOPIC_LEVEL}, got 'a\\x00b'",
+    ),
+    "client id that is not a string": (
+        "timezone: UTC\ngroups:\n  g: {clients: [7]}\n",
+        "schedule.yaml: groups.g: field 'clients': "
+        f"expected each client id to be {TOPIC_LEVEL}, got 7",
+    ),
+    "'groups' as a client id": (
+        "timezone: UTC\nclients:\n  groups: {}\n",
+        "schedule.yaml: clients: expected a client id other than 'groups' "
+        "(reserved for the group topics), got 'groups'",
+    ),
+    "'groups' as a client id in a group": (
+        "timezone: UTC\ngroups:\n  g: {clients: [groups]}\n",
+        "schedule.yaml: groups.g: field 'clients': expected a client id other than "
+        "'groups' (reserved for the group topics), got 'groups'",
+    ),
+    "client in two groups": (
+        "timezone: UTC\ngroups:\n  a: {clients: [x]}\n  b: {clients: [x]}\n",
+        "schedule.yaml: groups.b: field 'clients': expected each client in at most "
+        "one group, got 'x' again (already in group 'a')",
+    ),
+    "client entry naming another group": (
+        "timezone: UTC\ngroups:\n  a: {clients: [x]}\n  b: {}\n"
+        "clients:\n  x: {group: b}\n",
+        "schedule.yaml: clients.x: field 'group': "
+        "expected 'a', the group that lists this client, got 'b'",
+    ),
+    "client entry naming no declared group": (
+        "timezone: UTC\nclients:\n  x: {group: nope}\n",
+        "schedule.yaml: clients.x: field 'group': "
+        "expected a declared group (none is declared), got 'nope'",
+    ),
+    "missing calendar file": (
+        BASE + "    calendars: [missing.ics]\n",
+        "schedule.yaml: groups.machbar: field 'calendars': "
+        "expected a readable iCalendar file, got 'missing.ics': "
+        "No such file or directory",
+    ),
+    "calendar setting that is not a boolean": (
+        BASE + "    calendars: [{path: x.ics, all_day: yes}]\n",
+        "schedule.yaml: groups.machbar.calendars[0]: field 'all_day': "
+        "expected true or false, got 'yes'",
+    ),
+    "YAML syntax error": (
+        "timezone: UTC\ngroups:\n  g:\n    clients: [x\n",
+        "schedule.yaml: invalid YAML at line 5, column 1: expected ',' or ']', but got "
+        "'<stream end>' (while parsing a flow sequence at line 4, column 14)",
+    ),
+    "a key given twice": (
+        BASE + "groups: {}\n",
+        "schedule.yaml: invalid YAML at line 5, column 1: found the key 'groups' "
+        "twice (while reading a mapping at line 1, column 1)",
+    ),
+    "not a mapping": (
+        "- timezone: UTC\n",
+        "schedule.yaml: expected a mapping with the keys clients, events, "
+        "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds, "
+        "got a list",
+    ),
+    "empty file": (
+        "",
+        "schedule.yaml: expected a mapping with the keys clients, events, "
+        "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds, "
+        "got an empty file",
+    ),
+    "negative merge_gap": (
+        BASE + "    merge_gap: -5\n",
+        "schedule.yaml: groups.machbar: field 'merge_gap': expected non-negative "
+        "whole seconds or an ISO 8601 duration like 'PT15M', got -5",
+    ),
+    "merge_gap in months": (
+        BASE + "merge_gap: P1M\n",
+        "schedule.yaml: field 'merge_gap': expected non-negative whole seconds or an "
+        "ISO 8601 duration like 'PT15M', got 'P1M'",
+    ),
+    "a boolean as seconds": (
+        BASE + "clients:\n  machbar-entrance: {grace_seconds: true}\n",
+        "schedule.yaml: clients.machbar-entrance: field 'grace_seconds': "
+        "expected non-negative whole seconds, got True",
+    ),
+    "ttl too short": (
+        BASE + "ttl_seconds: 30\n",
+        "schedule.yaml: field 'ttl_seconds': expected whole seconds >= 60, got 30",
+    ),
+    "duplicate event ids": (
+        talk() + TALK.format(extra="").replace("05T", "06T"),
+        "schedule.yaml: events[1] (id 'talk'): field 'id': "
+        "expected a unique id, got 'talk', already used by events[0] (id 'talk')",
+    ),
+    "a date without a time": (
+        talk().replace("start: 2019-03-05T14:00:00", "start: 2019-03-05"),
+        "schedule.yaml: events[0] (id 'talk'): field 'start': expected an ISO 8601 "
+        "date and time like '2019-03-05T14:00:00+01:00', got '2019-03-05'",
+    ),
+    "missing start": (
+        talk().replace("start: 2019-03-05T14:00:00, ", ""),
+        "schedule.yaml: events[0] (id 'talk'): field 'start': "
+        "missing; expected an ISO 8601 date and time",
+    ),
+    "missing event id": (
+        talk().replace("id: talk, ", ""),
+        "schedule.yaml: events[0]: field 'id': missing; expected a non-empty string",
+    ),
+    "exdates without rrule": (
+        talk(", exdates: [2019-03-05T14:00:00]"),
+        "schedule.yaml: events[0] (id 'talk'): field 'exdates': "
+        "allowed only together with 'rrule'",
+    ),
+    "bad exdate": (
+        talk(", rrule: FREQ=DAILY, exdates: [tomorrow]"),
+        "schedule.yaml: events[0] (id 'talk'): field 'exdates[0]': expected an ISO "
+        "8601 date and time like '2019-03-05T14:00:00+01:00', got 'tomorrow'",
+    ),
+    "events not a list": (
+        BASE + "events: {}\n",
+        "schedule.yaml: field 'events': expected a list of events, got a mapping",
+    ),
+    "an event that is no mapping": (
+        BASE + "events:\n  - [talk]\n",
+        "schedule.yaml: events[0]: expected a mapping, got a list",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), list(BAD_INPUT.values()), ids=list(BAD_INPUT)
+)
+def test_bad_input_is_a_schedule_error_with_an_exact_message(
+    write: Write, text: str, message: str
+) -> None:
+    assert error_of(write(text)) == message
+
+
+def test_unparsable_calendar_names_schedule_group_field_and_calendar(
+    write: Write,
+) -> None:
+    write("this is not iCalendar\n", "site/calendars/bad.ics")
+    path = write(BASE + "    calendars: [calendars/bad.ics]\n", "site/schedule.yaml")
+
+    assert error_of(path) == (
+        "site/schedule.yaml: groups.machbar: field 'calendars': expected a readable "
+        "iCalendar file, got 'calendars/bad.ics' (at site/calendars/bad.ics): Content "
+        "line could not be parsed into parts: 'this is not iCalendar': Invalid content "
+        "line"
+    )
+
+
+def test_calendar_with_a_broken_property_fails_at_load_time(write: Write) -> None:
+    write(
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:2019\nEND:VEVENT\nEND:VCALENDAR\n",
+        "broken.ics",
+    )
+    message = error_of(write(BASE + "    calendars: [broken.ics]\n"))
+
+    assert message.startswith(
+        "schedule.yaml: groups.machbar: field 'calendars': "
+        "expected a readable iCalendar file, got 'broken.ics': "
+    )
+    assert "DTSTART" in message
+
+
+def test_missing_schedule_file(write: Write) -> None:
+    assert error_of("nowhere.yaml") == (
+        "nowhere.yaml: cannot read the file: No such file or directory"
+    )
+
+
+def test_error_carries_path_entry_and_field(write: Write) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        load_schedule(write(talk(", rrule: FREQ=SOMETIMES")))
+
+    error = caught.value
+    assert (error.path, error.entry, error.field) == (
+        "schedule.yaml",
+        "events[0] (id 'talk')",
+        "rrule",
+    )
+    assert isinstance(error.__cause__, ValueError)
+
+
+# --- No raw error escapes ---------------------------------------------------
+
+_VALID: dict[str, Any] = yaml.safe_load(
+    """\
+timezone: Europe/Berlin
+ttl_seconds: 600
+merge_gap: PT1M
+groups:
+  g:
+    clients: [a, b]
+    timezone: Europe/Berlin
+    lead_seconds: 5
+clients:
+  b: {group: g, grace_seconds: 3}
+  c: {timezone: UTC}
+events:
+  - {id: e1, group: g, start: "2019-03-05T14:00:00", end: "2019-03-05T15:00:00",
+     rrule: FREQ=DAILY, exdates: ["2019-03-06T14:00:00"]}
+  - {id: e2, client: c, desired_state: "on", start: "2019-03-05T14:00:00Z",
+     end: "2019-03-05T15:00:00+01:00"}
+"""
+)
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "on", "g", "a", "PT", "2019-03-05T14:00", "FREQ=DAILY", "/"]),
+    st.text(max_size=8),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.one_of(st.text(max_size=5), st.integers()), inner, max_size=3
+        )
+    ),
+    max_leaves=6,
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a nested document where a value sits."""
+    places = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            places += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            places += _paths(item, (*prefix, index))
+    return places
+
+
+def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    """A copy of ``document`` with the value at ``path`` replaced."""
+    if not path:
+        return value
+    head, *rest = path
+    copy = dict(document) if isinstance(document, dict) else list(document)
+    copy[head] = _replaced(document[head], tuple(rest), value)
+    return copy
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(_paths(_VALID)), value=_values)
+def test_any_broken_value_gives_a_schedule_error(
+    write: Write, place: tuple[Any, ...], value: Any
+) -> None:
+    path = write(yaml.safe_dump(_replaced(_VALID, place, value)))
+
+    # Loading may succeed or fail, but only ever with a ScheduleError.
+    with contextlib.suppress(ScheduleError):
+        load_schedule(path)

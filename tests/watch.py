@@ -1,0 +1,73 @@
+"""A real MQTT subscriber that records every intent it receives, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: dict[str, Any]
+    retain: bool
+
+
+@dataclass
+class Watch:
+    """Messages seen so far, in arrival order."""
+
+    messages: list[Received] = field(default_factory=list)
+
+    def for_client(self, client_id: str) -> list[dict[str, Any]]:
+        topic = f"infoscreen/{client_id}/power/intent"
+        return [m.payload for m in self.messages if m.topic == topic]
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        """Until at least ``count`` intent messages arrived (bounded)."""
+        async with asyncio.timeout(timeout):
+            while len(self.messages) < count:
+                await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    port: int, topic_filter: str = "infoscreen/+/power/intent"
+) -> AsyncIterator[Watch]:
+    """Subscribe on 127.0.0.1:``port`` and record intents until the block ends.
+
+    Only topics matching the filter's shape are kept: a fresh amqtt
+    connection can be sent other topics' retained messages first.
+    """
+    watch = Watch()
+    client = aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=f"watch-{uuid.uuid4().hex[:8]}",
+        protocol=aiomqtt.ProtocolVersion.V311,
+    )
+    async with client:
+        await client.subscribe(topic_filter, qos=1)
+        task = asyncio.create_task(_record(client, watch))
+        try:
+            yield watch
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _record(client: aiomqtt.Client, watch: Watch) -> None:
+    async for message in client.messages:
+        topic = message.topic.value
+        if not (topic.startswith("infoscreen/") and topic.endswith("/power/intent")):
+            continue
+        payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+        watch.messages.append(Received(topic, payload, bool(message.retain)))

@@ -1,0 +1,280 @@
+"""Occurrences: a schedule's events and calendars, expanded over a time range.
+
+:func:`expand` turns a :class:`~tvpower.schedule.Schedule` into one row per
+occurrence that overlaps a half-open range, ready for the engine:
+
+=============  ============================================================
+``owner``      the group or client id the occurrence belongs to
+``owner_kind`` ``"group"`` or ``"client"``
+``layer``      ``"event"``, or ``"on"`` / ``"off"`` for a client override
+``start``      int64 nanoseconds since the Unix epoch, UTC (inclusive)
+``end``        int64 nanoseconds since the Unix epoch, UTC (exclusive)
+``event_id``   the schedule's event id, or the calendar event's UID
+=============  ============================================================
+
+Single events of the schedule file become rows directly. Recurring ones and
+calendar files expand with ``recurring_ical_events`` in their own zone.
+What a calendar event counts as:
+
+- ``STATUS:CANCELLED`` occurrences never count.
+- ``TRANSP:TRANSPARENT`` ("free") ones count only if the calendar source
+  says ``transparent``.
+- All-day ones (a date, not a date-time) count only if the source says
+  ``all_day``; they then last from midnight to midnight in the group's zone.
+- Floating times (no zone) are wall time in the group's zone.
+- Zero-length occurrences (no DTEND and no DURATION) never count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+import numpy as np
+import pandas as pd
+import recurring_ical_events
+
+from tvpower.errors import ScheduleError
+from tvpower.schedule import CalendarSource, Event, Group, Schedule
+
+__all__ = ["COLUMNS", "expand"]
+
+#: The columns of the frame that :func:`expand` returns, in order.
+COLUMNS = ("owner", "owner_kind", "layer", "start", "end", "event_id")
+
+NS = 1_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_DTYPES = {
+    "owner": "str",
+    "owner_kind": "str",
+    "layer": "str",
+    "start": "int64",
+    "end": "int64",
+    "event_id": "str",
+}
+# recurring_ical_events tests spans against floating times and wall-clock
+# ends; asking it for a day more on each side and filtering the exact
+# instants here makes the range exact whatever the zones.
+_SLACK = timedelta(days=1)
+
+_Row = tuple[str, str, str, int, int, str]
+_Query = tuple[datetime, datetime]
+
+
+def expand(schedule: Schedule, start: datetime, end: datetime) -> pd.DataFrame:
+    """Every occurrence that overlaps ``[start, end)``, one row each.
+
+    ``start`` and ``end`` must be aware. The frame has the :data:`COLUMNS`,
+    sorted by start, end, owner and event id; it is empty (with those
+    columns and dtypes) when nothing overlaps.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError(f"expected aware datetimes, got {start!r} and {end!r}")
+    query = (start.astimezone(UTC) - _SLACK, end.astimezone(UTC) + _SLACK)
+
+    rows = _single_event_rows(schedule.events)
+    rows += _recurring_event_rows(schedule.events, query)
+    for group in schedule.groups.values():
+        for source in group.calendars:
+            rows += _calendar_rows(source, group, query, schedule)
+    return _frame(rows, _ns(start), _ns(end))
+
+
+def _ns(moment: datetime) -> int:
+    """Nanoseconds since the Unix epoch of an aware datetime, exactly."""
+    return (moment - _EPOCH) // _MICROSECOND * 1_000
+
+
+def _row(event: Event, start_ns: int, end_ns: int) -> _Row:
+    """The row of one occurrence of a schedule event."""
+    layer = event.desired_state or "event"
+    return (event.owner_id, event.owner_kind, layer, start_ns, end_ns, event.id)
+
+
+def _frame(rows: list[_Row], range_start: int, range_end: int) -> pd.DataFrame:
+    """The occurrence frame: rows that overlap the range, sorted."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
+    arrays = {
+        name: np.array(values, dtype=np.int64 if _DTYPES[name] == "int64" else object)
+        for name, values in zip(COLUMNS, columns, strict=True)
+    }
+    starts, ends = arrays["start"], arrays["end"]
+    keep = (starts < range_end) & (ends > range_start) & (ends > starts)
+
+    frame = pd.DataFrame({name: array[keep] for name, array in arrays.items()})
+    frame = frame.astype(_DTYPES)
+    return frame.sort_values(
+        ["start", "end", "owner_kind", "owner", "layer", "event_id"],
+        kind="stable",
+        ignore_index=True,
+    )
+
+
+# --- Events of the schedule file --------------------------------------------
+
+
+def _single_event_rows(events: tuple[Event, ...]) -> list[_Row]:
+    """Events without a rule: their own start and end, no expansion needed."""
+    return [
+        _row(event, _ns(event.start), _ns(event.end))
+        for event in events
+        if not event.rrule
+    ]
+
+
+def _recurring_event_rows(events: tuple[Event, ...], query: _Query) -> list[_Row]:
+    """Occurrences of the events with an RRULE.
+
+    Each occurrence lasts the exact duration of its event (RFC 5545,
+    3.8.5.3, for a series given with DTEND). recurring_ical_events adds the
+    duration in wall-clock time, which is wrong across a DST change: an hour
+    starting in the spring gap would end where it starts.
+    """
+    recurring = [event for event in events if event.rrule]
+    if not recurring:
+        return []
+    calendar = icalendar.Calendar()
+    for index, event in enumerate(recurring):
+        calendar.add_component(_vevent(event, uid=str(index)))
+
+    rows = []
+    for occurrence in recurring_ical_events.of(calendar).between(*query):
+        event = recurring[int(occurrence["UID"])]
+        start_ns = _ns(occurrence.start)
+        rows.append(_row(event, start_ns, start_ns + _ns(event.end) - _ns(event.start)))
+    return rows
+
+
+def _vevent(event: Event, uid: str) -> Any:
+    """A VEVENT for a schedule event, in the event's own zone."""
+    vevent = icalendar.Event()
+    vevent.add("uid", uid)
+    vevent.add("dtstart", event.start)
+    vevent.add("dtend", event.end)
+    if event.rrule:
+        vevent.add("rrule", icalendar.vRecur.from_ical(event.rrule))
+    for exdate in event.exdates:
+        vevent.add("exdate", exdate)
+    return vevent
+
+
+# --- Calendar files ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Length:
+    """How long an occurrence lasts (RFC 5545, 3.3.6 and 3.8.5.3).
+
+    With DTEND every occurrence lasts the same exact time; with DURATION,
+    days are nominal (wall-clock days in the event's zone), the rest exact.
+    recurring_ical_events adds both in wall-clock time, which is wrong when
+    a DST change falls inside the event.
+    """
+
+    days: int
+    seconds: int
+
+    def end_ns(self, start: datetime) -> int:
+        """The end of the occurrence that starts at ``start``."""
+        return _ns(start + timedelta(days=self.days)) + self.seconds * NS
+
+
+#: Each component's length by (UID, RECURRENCE-ID in ns): None for a series
+#: or a single event, the instant for a moved occurrence. A length of None
+#: means the library's own end is right.
+_Lengths = dict[tuple[str, int | None], _Length | None]
+
+
+def _calendar_rows(
+    source: CalendarSource, group: Group, query: _Query, schedule: Schedule
+) -> list[_Row]:
+    """The occurrences of one calendar file that switch the group's TVs on."""
+    lengths = _lengths(source.calendar, group.timezone)
+    try:
+        occurrences = recurring_ical_events.of(source.calendar).between(*query)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ScheduleError(
+            str(schedule.path),
+            f"cannot expand calendar file {str(source.path)!r}: {error}",
+            entry=f"groups.{group.id}",
+            field="calendars",
+        ) from error
+
+    rows = []
+    for occurrence in occurrences:
+        if _switches_on(occurrence, source):
+            start_ns, end_ns = _span(occurrence, group.timezone, lengths)
+            uid = str(occurrence.get("UID", ""))
+            rows.append((group.id, "group", "event", start_ns, end_ns, uid))
+    return rows
+
+
+def _switches_on(occurrence: Any, source: CalendarSource) -> bool:
+    """Whether a calendar occurrence counts, by its status, TRANSP and kind."""
+    if str(occurrence.get("STATUS", "")).upper() == "CANCELLED":
+        return False
+    if (
+        str(occurrence.get("TRANSP", "")).upper() == "TRANSPARENT"
+        and not source.transparent
+    ):
+        return False
+    return source.all_day or isinstance(occurrence.start, datetime)
+
+
+def _lengths(calendar: Any, zone: ZoneInfo) -> _Lengths:
+    """The length of every VEVENT of the calendar, keyed as :data:`_Lengths`."""
+    lengths: _Lengths = {}
+    for component in calendar.walk("VEVENT"):
+        uid = str(component.get("UID", ""))
+        moved = component.get("RECURRENCE-ID")
+        key = None if moved is None else _ns(_localize(moved.dt, zone))
+        lengths[uid, key] = _length(component, zone)
+    return lengths
+
+
+def _length(component: Any, zone: ZoneInfo) -> _Length | None:
+    """The length of one VEVENT, or None where the library's own end is right.
+
+    All-day events need no fixing (dates have no DST), and one without DTEND
+    or DURATION has zero length, which never counts.
+    """
+    start = component["DTSTART"].dt
+    if not isinstance(start, datetime):
+        return None
+    if "DTEND" in component:
+        end = component["DTEND"].dt
+        return _Length(
+            0, (_ns(_localize(end, zone)) - _ns(_localize(start, zone))) // NS
+        )
+    if "DURATION" in component:
+        duration = component["DURATION"].dt
+        return _Length(duration.days, duration.seconds)
+    return None
+
+
+def _span(occurrence: Any, zone: ZoneInfo, lengths: _Lengths) -> tuple[int, int]:
+    """Start and end of a calendar occurrence, in ns since the epoch.
+
+    A moved occurrence has a component of its own, found by its
+    RECURRENCE-ID; any other takes the length of its series.
+    """
+    start = _localize(occurrence.start, zone)
+    uid = str(occurrence.get("UID", ""))
+    moved = (uid, _ns(_localize(occurrence["RECURRENCE-ID"].dt, zone)))
+    length = lengths[moved] if moved in lengths else lengths.get((uid, None))
+    if length is None:
+        return _ns(start), _ns(_localize(occurrence.end, zone))
+    return _ns(start), length.end_ns(start)
+
+
+def _localize(value: date, zone: ZoneInfo) -> datetime:
+    """An aware datetime: a date is its midnight, floating time is wall time in zone."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone, fold=0)
+    return value

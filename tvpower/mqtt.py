@@ -1,0 +1,370 @@
+"""The narrow client seam between the publisher and an MQTT broker.
+
+:class:`MqttPublisher` connects with MQTT 5 and falls back to MQTT 3.1.1
+when the broker refuses version 5 (amqtt, the embedded broker, speaks
+3.1.1 only). It publishes retained at QoS 1 and returns only once the
+broker's PUBACK arrived; on MQTT 5 a PUBACK with a failure reason_code
+counts as a failure, and the Message Expiry Interval is set.
+
+It is built on aiomqtt for the connection, but sends PUBLISH packets through
+aiomqtt's paho-mqtt client directly: aiomqtt 2.5 drops the PUBACK's
+reason_code, and its per-publish timeout also runs while a burst waits in
+paho's queue. Every broker failure is raised as :class:`BrokerError` with a
+one-line message that names the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, cast
+from urllib.parse import urlsplit
+
+import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from tvpower.errors import BrokerError, UsageError
+
+__all__ = [
+    "BrokerAddress",
+    "MqttPublisher",
+    "default_client_id",
+    "parse_broker_url",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+# CONNACK "Unsupported Protocol Version" (MQTT 5); paho also reports a
+# 3.1.1 CONNACK return code 0x01 "unacceptable protocol version" this way.
+_UNSUPPORTED_PROTOCOL_VERSION = 0x84
+_DEFAULT_IN_FLIGHT = 64
+
+_Callback = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where a broker listens, and whether the connection uses TLS."""
+
+    host: str
+    port: int
+    tls: bool = False
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """Parse ``mqtt://host[:port]`` (port 1883) or ``mqtts://host[:port]`` (8883).
+
+    Raises :class:`UsageError` naming the value for anything else.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise UsageError(
+            f"broker URL {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+        )
+    extras = parts.username is not None or parts.query or parts.fragment
+    if extras or parts.path not in ("", "/"):
+        raise UsageError(
+            f"broker URL {url!r}: expected only a host and a port, "
+            "without user, path or query"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise UsageError(f"broker URL {url!r}: expected a port from 1 to 65535")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=port or DEFAULT_PORTS[parts.scheme],
+        tls=parts.scheme == "mqtts",
+    )
+
+
+def default_client_id() -> str:
+    """A client id of this process's own: ``tvpower-<host>-<pid>-<6 hex>``.
+
+    Two publishers with one client id knock each other off the broker, so
+    every process gets its own, also two on one host.
+    """
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32] or "host"
+    return f"tvpower-{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class _ProtocolRefusedError(Exception):
+    """The broker answered CONNECT with "Unsupported Protocol Version"."""
+
+
+class MqttPublisher:
+    """A connection that publishes retained QoS 1 messages, as a context manager.
+
+    ``protocol`` is ``"5"`` or ``"3.1.1"`` once connected. Any number of
+    :meth:`publish` calls may be awaited at once; at most ``max_in_flight``
+    (or the broker's Receive Maximum, if lower) wait for their PUBACK at a
+    time, and each waits at most ``timeout`` seconds for it.
+    """
+
+    def __init__(
+        self,
+        address: BrokerAddress,
+        *,
+        client_id: str,
+        keepalive: int = 60,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        max_in_flight: int = _DEFAULT_IN_FLIGHT,
+    ) -> None:
+        self.address = address
+        self.client_id = client_id
+        self.protocol = ""
+        self._keepalive = keepalive
+        self._username = username
+        self._password = password
+        self._timeout = timeout
+        self._max_in_flight = max_in_flight
+        self._client: aiomqtt.Client | None = None
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
+        self._lost: BrokerError | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up (CONNACK received, not yet lost)."""
+        return self._client is not None and self._lost is None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._connect(aiomqtt.ProtocolVersion.V5)
+        except _ProtocolRefusedError:
+            logger.info("broker %s refused MQTT 5; using MQTT 3.1.1", self.address)
+            await self._connect(aiomqtt.ProtocolVersion.V311)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        self._fail_pending(BrokerError(f"connection to broker {self.address} closed"))
+        _retrieve_lost_connection_error(client)
+        try:
+            await client.__aexit__(exc_type, exc, tb)
+        except aiomqtt.MqttError as error:
+            # The broker will notice the closed socket; nothing is lost.
+            logger.debug(
+                "DISCONNECT to broker %s not acknowledged: %s", self.address, error
+            )
+
+    async def publish(
+        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
+    ) -> None:
+        """Publish ``payload`` retained at QoS 1; return once the PUBACK arrived.
+
+        ``message_expiry_seconds`` becomes the Message Expiry Interval on
+        MQTT 5 and is left out on MQTT 3.1.1, which has no such property.
+        Raises :class:`BrokerError` when the connection is down or lost, no
+        PUBACK arrives in time, or the PUBACK's reason_code is a failure.
+        """
+        if message_expiry_seconds is not None and message_expiry_seconds < 1:
+            raise ValueError(
+                "message_expiry_seconds: expected 1 or more, "
+                f"got {message_expiry_seconds}"
+            )
+        async with self._slots:
+            packet_id, puback = self._send(topic, payload, message_expiry_seconds)
+            try:
+                reason_code = await asyncio.wait_for(puback, self._timeout)
+            except TimeoutError:
+                raise BrokerError(
+                    f"no PUBACK from broker {self.address} for {topic!r} "
+                    f"within {self._timeout:g} s"
+                ) from None
+            finally:
+                self._pubacks.pop(packet_id, None)
+        if reason_code.is_failure:
+            raise BrokerError(
+                f"broker {self.address} refused PUBLISH to {topic!r}: "
+                f"PUBACK reason_code 0x{reason_code.value:02X} {reason_code}"
+            )
+
+    async def _connect(self, version: aiomqtt.ProtocolVersion) -> None:
+        """CONNECT with ``version``; raise _ProtocolRefusedError if refused for it."""
+        client = self._new_client(version)
+        try:
+            await client.__aenter__()
+        except MqttConnectError as exc:
+            if version is aiomqtt.ProtocolVersion.V5 and _refuses_protocol(exc):
+                raise _ProtocolRefusedError from exc
+            raise BrokerError(
+                f"broker {self.address} refused the connection: {_connack_reason(exc)}"
+            ) from exc
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(
+                f"cannot connect to broker {self.address}: {exc}"
+            ) from exc
+        self._client = client
+        self._lost = None
+        self.protocol = "5" if version is aiomqtt.ProtocolVersion.V5 else "3.1.1"
+
+    def _new_client(self, version: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
+        client = aiomqtt.Client(
+            self.address.host,
+            self.address.port,
+            identifier=self.client_id,
+            protocol=version,
+            keepalive=self._keepalive,
+            username=self._username,
+            password=self._password,
+            timeout=self._timeout,
+            # The semaphore in publish() is the only limit on PUBLISH packets
+            # in flight; paho's own limit would queue them behind our timeout.
+            max_inflight_messages=0,
+            tls_context=ssl.create_default_context() if self.address.tls else None,
+        )
+        self._hook(_paho_client(client))
+        return client
+
+    def _hook(self, paho_client: paho.Client) -> None:
+        """Hear CONNACK properties, every PUBACK, and a lost connection.
+
+        aiomqtt's own CONNACK and DISCONNECT callbacks still run after ours.
+        """
+        # paho types these as a union of its v1 and v2 callback signatures;
+        # aiomqtt sets v2 ones.
+        aiomqtt_on_connect = cast(_Callback | None, paho_client.on_connect)
+        aiomqtt_on_disconnect = cast(_Callback | None, paho_client.on_disconnect)
+
+        def on_connect(
+            client: paho.Client,
+            userdata: Any,
+            flags: paho.ConnectFlags,
+            reason_code: ReasonCode,
+            properties: Properties | None,
+        ) -> None:
+            self._on_connack(properties)
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(client, userdata, flags, reason_code, properties)
+
+        def on_disconnect(
+            client: paho.Client,
+            userdata: Any,
+            flags: paho.DisconnectFlags,
+            reason_code: ReasonCode,
+            properties: Properties | None,
+        ) -> None:
+            self._on_disconnect(reason_code)
+            if aiomqtt_on_disconnect is not None:
+                aiomqtt_on_disconnect(client, userdata, flags, reason_code, properties)
+
+        paho_client.on_connect = on_connect
+        paho_client.on_disconnect = on_disconnect
+        paho_client.on_publish = self._on_puback
+        paho_client.connect_timeout = self._timeout
+
+    def _send(
+        self, topic: str, payload: bytes, message_expiry_seconds: int | None
+    ) -> tuple[int, asyncio.Future[ReasonCode]]:
+        """Hand one PUBLISH to paho; return its packet_id and PUBACK future."""
+        if self._client is None or self._lost is not None:
+            raise self._lost or BrokerError(f"not connected to broker {self.address}")
+        properties = None
+        if self.protocol == "5" and message_expiry_seconds is not None:
+            # paho's Properties has no type hints.
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = message_expiry_seconds
+        info = _paho_client(self._client).publish(
+            topic, payload, qos=1, retain=True, properties=properties
+        )
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise BrokerError(
+                f"cannot publish to {topic!r} on broker {self.address}: "
+                f"{paho.error_string(info.rc)}"
+            )
+        # The PUBACK is read on this event loop, so it cannot arrive before
+        # the future is registered here.
+        puback = asyncio.get_running_loop().create_future()
+        self._pubacks[info.mid] = puback
+        return info.mid, puback
+
+    def _on_connack(self, properties: Properties | None) -> None:
+        receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        if isinstance(receive_maximum, int) and receive_maximum < self._max_in_flight:
+            # MQTT 5: never more unacknowledged QoS 1 PUBLISH packets than the
+            # broker's Receive Maximum [MQTT-3.3.4-7].
+            self._slots = asyncio.Semaphore(receive_maximum)
+
+    def _on_puback(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        packet_id: int,
+        reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        puback = self._pubacks.get(packet_id)
+        if puback is not None and not puback.done():
+            puback.set_result(reason_code)
+
+    def _on_disconnect(self, reason_code: ReasonCode) -> None:
+        if self._client is None or self._lost is not None:
+            return
+        self._lost = BrokerError(
+            f"connection to broker {self.address} lost: {reason_code}"
+        )
+        self._fail_pending(self._lost)
+
+    def _fail_pending(self, error: BrokerError) -> None:
+        for puback in self._pubacks.values():
+            if not puback.done():
+                puback.set_exception(error)
+
+
+def _paho_client(client: aiomqtt.Client) -> paho.Client:
+    # aiomqtt keeps its paho-mqtt client private; publishing through it is
+    # the only way to see a PUBACK's reason_code (aiomqtt 2.5 drops it).
+    return client._client
+
+
+def _retrieve_lost_connection_error(client: aiomqtt.Client) -> None:
+    # aiomqtt stores an unexpected disconnection as the exception of a
+    # private future that its __aexit__ then never reads, which asyncio
+    # reports as "Future exception was never retrieved". We already turned
+    # it into a BrokerError; mark it read.
+    lost = client._disconnected
+    if lost.done() and not lost.cancelled():
+        lost.exception()
+
+
+def _refuses_protocol(exc: MqttConnectError) -> bool:
+    code = exc.rc
+    value = code.value if isinstance(code, ReasonCode) else code
+    refusals = (_UNSUPPORTED_PROTOCOL_VERSION, paho.CONNACK_REFUSED_PROTOCOL_VERSION)
+    return value in refusals
+
+
+def _connack_reason(exc: MqttConnectError) -> str:
+    code = exc.rc
+    if isinstance(code, ReasonCode):
+        return f"CONNACK reason_code 0x{code.value:02X} {code}"
+    return f"CONNACK return code {code}: {paho.connack_string(code or 0)}"
