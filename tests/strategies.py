@@ -11,7 +11,7 @@ nanoseconds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,17 +127,30 @@ gaps = st.integers(0, MAX_GAP)
 
 
 @st.composite
-def windows(draw: st.DrawFn) -> tuple[int, int]:
-    """A half-open window ``(start, end)`` of whole seconds on the grid."""
-    start = draw(st.integers(0, GRID_SECONDS - 1))
-    return start, start + draw(st.integers(1, MAX_LENGTH))
+def windows(draw: st.DrawFn, marks: Sequence[int]) -> tuple[int, int]:
+    """A half-open window ``(start, end)`` of whole seconds on the grid.
+
+    Starts and ends are often taken from ``marks``, times shared by all the
+    windows of a scenario, so that windows touch (one's end is another's
+    start) as often as they overlap.
+    """
+    start = draw(st.sampled_from(marks) | st.integers(0, GRID_SECONDS - 1))
+    later = [m for m in marks if start < m <= start + MAX_LENGTH]
+    length = st.integers(1, MAX_LENGTH)
+    if later:
+        return start, draw(st.sampled_from(later) | length.map(start.__add__))
+    return start, start + draw(length)
 
 
 def _occurrences(
-    draw: st.DrawFn, owner_kind: str, owner: str, layer: str, max_size: int
+    draw: st.DrawFn,
+    marks: Sequence[int],
+    owner: tuple[str, str],
+    layer: str,
+    max_size: int,
 ) -> list[Occurrence]:
-    drawn = draw(st.lists(windows(), max_size=max_size))
-    return [Occurrence(owner_kind, owner, layer, s, e) for s, e in drawn]
+    drawn = draw(st.lists(windows(marks), max_size=max_size))
+    return [Occurrence(*owner, layer, s, e) for s, e in drawn]
 
 
 @st.composite
@@ -168,16 +181,18 @@ def scenarios(
             ClientSpec(f"c{i}", group_id, own, client_lead, client_gap, grace)
         )
 
+    marks = draw(st.lists(st.integers(0, GRID_SECONDS - 1), min_size=1, max_size=5))
     occurrences = []
     for g in groups:
-        occurrences += _occurrences(draw, "group", g.id, "event", 6)
+        occurrences += _occurrences(draw, marks, ("group", g.id), "event", 6)
     for c in clients:
         if not c.own:
             continue
-        occurrences += _occurrences(draw, "client", c.id, "event", 3)
+        owner = ("client", c.id)
+        occurrences += _occurrences(draw, marks, owner, "event", 3)
         if overrides:
-            occurrences += _occurrences(draw, "client", c.id, "on", 2)
-            occurrences += _occurrences(draw, "client", c.id, "off", 2)
+            occurrences += _occurrences(draw, marks, owner, "on", 2)
+            occurrences += _occurrences(draw, marks, owner, "off", 2)
     occurrences = draw(st.permutations(occurrences))
 
     start = draw(st.integers(OUTER[0], GRID_SECONDS + MAX_LENGTH))

@@ -75,9 +75,11 @@ def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Write:
     return write
 
 
-def at(zone: tzinfo, year: int, month: int, day: int, *clock: int) -> datetime:
+def at(
+    zone: tzinfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0
+) -> datetime:
     """A wall-clock time in ``zone`` (fold=0, as the schedule reads it)."""
-    return datetime(year, month, day, *clock, tzinfo=zone)
+    return datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
 def ns(moment: datetime) -> int:
@@ -288,6 +290,18 @@ DTSTART;TZID=Europe/Berlin:20190330T120000
 DTEND;TZID=Europe/Berlin:20190330T130000
 STATUS:CANCELLED
 END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=Europe/Berlin:20190331T120000
+DTSTART;TZID=Europe/Berlin:20190331T140000
+DTEND;TZID=Europe/Berlin:20190331T160000
+END:VEVENT
+BEGIN:VEVENT
+UID:gap
+DTSTART;TZID=Europe/Berlin:20190330T023000
+DTEND;TZID=Europe/Berlin:20190330T033000
+RRULE:FREQ=DAILY;COUNT=2
+END:VEVENT
 END:VCALENDAR
 """
 
@@ -317,13 +331,21 @@ def test_by_default_cancelled_free_all_day_and_empty_events_do_not_count(
     schedule = kinds_schedule(write, transparent=False, all_day=False)
 
     # "daily" has three occurrences; the one on 2019-03-30 is cancelled.
-    assert counted(schedule) == ["daily", "daily", "floating", "plain"]
+    assert counted(schedule) == ["daily", "daily", "floating", "gap", "gap", "plain"]
 
 
 def test_free_events_count_when_the_calendar_is_transparent(write: Write) -> None:
     schedule = kinds_schedule(write, transparent=True, all_day=False)
 
-    assert counted(schedule) == ["daily", "daily", "floating", "free", "plain"]
+    assert counted(schedule) == [
+        "daily",
+        "daily",
+        "floating",
+        "free",
+        "gap",
+        "gap",
+        "plain",
+    ]
 
 
 def test_all_day_events_last_midnight_to_midnight_in_the_groups_zone(
@@ -344,7 +366,7 @@ def test_cancelled_never_counts_whatever_the_settings(write: Write) -> None:
 
     assert "cancelled" not in counted(schedule)
     assert "free-cancelled" not in counted(schedule)
-    assert counted(schedule).count("daily") == 2
+    assert counted(schedule).count("daily") == 2  # of three, one cancelled
 
 
 def test_floating_time_is_wall_time_in_the_groups_zone_and_duration_is_exact(
@@ -358,6 +380,59 @@ def test_floating_time_is_wall_time_in_the_groups_zone_and_duration_is_exact(
     [row] = of_uid(frame, "floating").itertuples()
     assert row.start == ns(datetime(2019, 3, 30, 22, tzinfo=UTC))
     assert row.end == ns(datetime(2019, 3, 31, 2, tzinfo=UTC))
+
+
+def test_moved_occurrence_keeps_its_own_times_and_others_the_series_length(
+    write: Write,
+) -> None:
+    schedule = kinds_schedule(write, transparent=False, all_day=False)
+    frame = expand(schedule, at(BERLIN, 2019, 3, 25), at(BERLIN, 2019, 4, 5))
+
+    # "daily": 12:00-13:00 on the 29th, cancelled on the 30th, moved to
+    # 14:00-16:00 on the 31st.
+    assert spans(of_uid(frame, "daily"), BERLIN) == [
+        (at(BERLIN, 2019, 3, 29, 12), at(BERLIN, 2019, 3, 29, 13)),
+        (at(BERLIN, 2019, 3, 31, 14), at(BERLIN, 2019, 3, 31, 16)),
+    ]
+
+
+def test_calendar_series_in_the_spring_gap_lasts_its_exact_length(
+    write: Write,
+) -> None:
+    schedule = kinds_schedule(write, transparent=False, all_day=False)
+    frame = of_uid(
+        expand(schedule, at(BERLIN, 2019, 3, 25), at(BERLIN, 2019, 4, 5)), "gap"
+    )
+
+    # DTEND - DTSTART is one hour; on 2019-03-31, 02:30 is in the gap and
+    # reads as 02:30+01:00, 01:30Z, so the occurrence ends at 02:30Z.
+    assert list(frame["start"]) == [
+        ns(datetime(2019, 3, 30, 1, 30, tzinfo=UTC)),
+        ns(datetime(2019, 3, 31, 1, 30, tzinfo=UTC)),
+    ]
+    assert list(frame["end"] - frame["start"]) == [3600 * NS, 3600 * NS]
+
+
+def test_floating_time_follows_the_calendars_own_zone_if_it_names_one(
+    write: Write,
+) -> None:
+    write(
+        "BEGIN:VCALENDAR\nX-WR-TIMEZONE:America/Chicago\nBEGIN:VEVENT\nUID:f\n"
+        "DTSTART:20190101T100000\nDTEND:20190101T110000\nEND:VEVENT\nEND:VCALENDAR\n",
+        "chicago.ics",
+    )
+    schedule = load_schedule(
+        write("""\
+            timezone: Europe/Berlin
+            groups:
+              room: {clients: [tv], calendars: [chicago.ics]}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 1, 1), at(UTC, 2019, 1, 2))
+
+    assert spans(frame, CHICAGO) == [
+        (at(CHICAGO, 2019, 1, 1, 10), at(CHICAGO, 2019, 1, 1, 11)),
+    ]
 
 
 # --- Events of the schedule file --------------------------------------------
@@ -398,9 +473,12 @@ def test_occurrences_overlapping_the_range_edges(write: Write) -> None:
             groups:
               g: {clients: [a]}
             events:
-              - {id: across-start, group: g, start: 2019-01-01T09:00, end: 2019-01-01T11:00}
-              - {id: ends-at-start, group: g, start: 2019-01-01T08:00, end: 2019-01-01T10:00}
-              - {id: starts-at-end, group: g, start: 2019-01-01T12:00, end: 2019-01-01T13:00}
+              - {id: across-start, group: g,
+                 start: 2019-01-01T09:00, end: 2019-01-01T11:00}
+              - {id: ends-at-start, group: g,
+                 start: 2019-01-01T08:00, end: 2019-01-01T10:00}
+              - {id: starts-at-end, group: g,
+                 start: 2019-01-01T12:00, end: 2019-01-01T13:00}
               - {id: daily, group: g, start: 2018-12-25T09:30, end: 2018-12-25T10:30,
                  rrule: FREQ=DAILY}
             """)

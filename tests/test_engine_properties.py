@@ -138,6 +138,14 @@ def engine_rows(timeline: Timeline) -> dict[str, list[Row]]:
     return rows
 
 
+def instants(timeline: Timeline, low: int, high: int) -> st.SearchStrategy[int]:
+    """Instants in ``[low, high)`` (ns), often a segment bound or next to one."""
+    bounds = sorted(set(timeline.segments["start"]) | set(timeline.segments["end"]))
+    near = [t + d for t in bounds for d in (-1, 0, 1) if low <= t + d < high]
+    anywhere = st.integers(low, high - 1)
+    return st.sampled_from(near) | anywhere if near else anywhere
+
+
 def group_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -230,7 +238,7 @@ def test_event_window_is_the_run_of_on_around_a_segment(scenario: Scenario) -> N
 def test_at_agrees_with_segments(scenario: Scenario, data: st.DataObject) -> None:
     timeline = scenario.timeline()
     frame = timeline.client_segments(timeline.start, timeline.end)
-    instant = data.draw(st.integers(timeline.start, timeline.end - 1), label="instant")
+    instant = data.draw(instants(timeline, timeline.start, timeline.end), label="t")
 
     now = timeline.at(instant)
 
@@ -265,8 +273,8 @@ def test_client_segments_clip_and_cover_each_client(
 ) -> None:
     timeline = scenario.timeline()
     full = engine_rows(timeline)
-    a = data.draw(st.integers(timeline.start, timeline.end - 1), label="from")
-    b = data.draw(st.integers(a + 1, timeline.end), label="to")
+    a = data.draw(instants(timeline, timeline.start, timeline.end), label="from")
+    b = data.draw(instants(timeline, a + 1, timeline.end + 1), label="to")
 
     frame = timeline.client_segments(a, b)
 

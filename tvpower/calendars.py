@@ -21,7 +21,8 @@ What a calendar event counts as:
   says ``transparent``.
 - All-day ones (a date, not a date-time) count only if the source says
   ``all_day``; they then last from midnight to midnight in the group's zone.
-- Floating times (no zone) are wall time in the group's zone.
+- Floating times (no zone) are wall time in the zone the calendar names
+  with ``X-WR-TIMEZONE`` (as Google exports do), else in the group's zone.
 - Zero-length occurrences (no DTEND and no DURATION) never count.
 """
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 import numpy as np
@@ -193,7 +194,10 @@ def _calendar_rows(
     source: CalendarSource, group: Group, query: _Query, schedule: Schedule
 ) -> list[_Row]:
     """The occurrences of one calendar file that switch the group's TVs on."""
-    lengths = _lengths(source.calendar, group.timezone)
+    # recurring_ical_events reads floating times in the calendar's own zone
+    # when it names one; lengths and RECURRENCE-IDs are read alike here.
+    floating = _calendar_zone(source.calendar) or group.timezone
+    lengths = _lengths(source.calendar, floating)
     try:
         occurrences = recurring_ical_events.of(source.calendar).between(*query)
     except (ValueError, KeyError, TypeError) as error:
@@ -207,7 +211,7 @@ def _calendar_rows(
     rows = []
     for occurrence in occurrences:
         if _switches_on(occurrence, source):
-            start_ns, end_ns = _span(occurrence, group.timezone, lengths)
+            start_ns, end_ns = _span(occurrence, group.timezone, floating, lengths)
             uid = str(occurrence.get("UID", ""))
             rows.append((group.id, "group", "event", start_ns, end_ns, uid))
     return rows
@@ -223,6 +227,17 @@ def _switches_on(occurrence: Any, source: CalendarSource) -> bool:
     ):
         return False
     return source.all_day or isinstance(occurrence.start, datetime)
+
+
+def _calendar_zone(calendar: Any) -> ZoneInfo | None:
+    """The zone a calendar names with X-WR-TIMEZONE, if it is a known one."""
+    name = calendar.get("X-WR-TIMEZONE")
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None  # recurring_ical_events leaves the times floating then
 
 
 def _lengths(calendar: Any, zone: ZoneInfo) -> _Lengths:
@@ -256,15 +271,18 @@ def _length(component: Any, zone: ZoneInfo) -> _Length | None:
     return None
 
 
-def _span(occurrence: Any, zone: ZoneInfo, lengths: _Lengths) -> tuple[int, int]:
+def _span(
+    occurrence: Any, zone: ZoneInfo, floating: ZoneInfo, lengths: _Lengths
+) -> tuple[int, int]:
     """Start and end of a calendar occurrence, in ns since the epoch.
 
-    A moved occurrence has a component of its own, found by its
-    RECURRENCE-ID; any other takes the length of its series.
+    Dates are read in the group's ``zone``. A moved occurrence has a
+    component of its own, found by its RECURRENCE-ID (read like
+    :func:`_lengths` reads it); any other takes the length of its series.
     """
     start = _localize(occurrence.start, zone)
     uid = str(occurrence.get("UID", ""))
-    moved = (uid, _ns(_localize(occurrence["RECURRENCE-ID"].dt, zone)))
+    moved = (uid, _ns(_localize(occurrence["RECURRENCE-ID"].dt, floating)))
     length = lengths[moved] if moved in lengths else lengths.get((uid, None))
     if length is None:
         return _ns(start), _ns(_localize(occurrence.end, zone))

@@ -195,8 +195,8 @@ def compute_timeline(schedule: Schedule, start: datetime, end: datetime) -> Time
     """
     fleet = fleet_of(schedule)
     start_ns, end_ns = _ns(start), _ns(end)
-    pad_before = int(fleet.profiles["gap_ns"].max(initial=0))
-    pad_after = int(fleet.profiles["lead_ns"].max(initial=0))
+    pad_before = int(fleet.profiles["gap_ns"].to_numpy().max(initial=0))
+    pad_after = int(fleet.profiles["lead_ns"].to_numpy().max(initial=0))
     occurrences = expand(
         schedule,
         pd.Timestamp(start_ns - pad_before, tz="UTC").to_pydatetime(),

@@ -132,31 +132,7 @@ def load_schedule(path: str | os.PathLike[str]) -> Schedule:
     top = _Entry(os.fspath(path))
     document = _read_document(source, top)
     settings = _schedule_settings(document, top)
-
-    groups_raw = _section(document, "groups", _GROUP_KEYS, top)
-    clients_raw = _section(document, "clients", _CLIENT_KEYS, top)
-    members = _memberships(groups_raw, clients_raw, top)
-    group_settings = {
-        group_id: settings.updated(raw, top.at(f"groups.{group_id}"))
-        for group_id, raw in groups_raw.items()
-    }
-
-    groups = {
-        group_id: _group(
-            group_id, raw, members, group_settings[group_id], source.parent, top
-        )
-        for group_id, raw in groups_raw.items()
-    }
-    clients = {
-        client_id: _client(
-            client_id,
-            group_id,
-            clients_raw.get(client_id, {}),
-            group_settings[group_id] if group_id else settings,
-            top,
-        )
-        for client_id, group_id in members.items()
-    }
+    groups, clients = _fleet(document, settings, source.parent, top)
     return Schedule(
         path=source,
         timezone=settings.timezone,
@@ -504,6 +480,37 @@ def _ttl_seconds(document: Mapping[str, Any], top: _Entry) -> int:
 
 
 # --- The fleet: groups and clients ------------------------------------------
+
+
+def _fleet(
+    document: Mapping[str, Any], settings: _Settings, directory: Path, top: _Entry
+) -> tuple[dict[str, Group], dict[str, Client]]:
+    """The groups, and every client, with their settings resolved."""
+    groups_raw = _section(document, "groups", _GROUP_KEYS, top)
+    clients_raw = _section(document, "clients", _CLIENT_KEYS, top)
+    members = _memberships(groups_raw, clients_raw, top)
+    group_settings = {
+        group_id: settings.updated(raw, top.at(f"groups.{group_id}"))
+        for group_id, raw in groups_raw.items()
+    }
+
+    groups = {
+        group_id: _group(
+            group_id, raw, members, group_settings[group_id], directory, top
+        )
+        for group_id, raw in groups_raw.items()
+    }
+    clients = {
+        client_id: _client(
+            client_id,
+            group_id,
+            clients_raw.get(client_id, {}),
+            group_settings[group_id] if group_id else settings,
+            top,
+        )
+        for client_id, group_id in members.items()
+    }
+    return groups, clients
 
 
 def _section(
