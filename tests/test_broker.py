@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from tvpower.broker import EmbeddedBroker
 from tvpower.errors import BrokerError
+from tvpower.mqtt import MqttPublisher, parse_broker_url
 
 from .conftest import collect_retained, unique_topic
 
@@ -97,25 +99,55 @@ async def test_stop_closes_the_port(free_port: int) -> None:
 async def test_stop_is_bounded_while_a_client_is_mid_burst() -> None:
     broker = EmbeddedBroker("127.0.0.1", 0, shutdown_timeout=1.0)
     await broker.start()
+    address = parse_broker_url(broker.url)
     async with (
         aiomqtt.Client("127.0.0.1", broker.port) as subscriber,
-        aiomqtt.Client("127.0.0.1", broker.port, timeout=30) as publisher,
+        MqttPublisher(address, client_id="burst", timeout=30) as publisher,
     ):
         await subscriber.subscribe("burst/#", qos=1)
-        burst = [
-            asyncio.create_task(publisher.publish(f"burst/{i}", b"x", qos=1))
-            for i in range(3000)
-        ]
+        burst = asyncio.gather(
+            *(
+                publisher.publish(f"burst/{i}", b"x", message_expiry_seconds=None)
+                for i in range(3000)
+            ),
+            return_exceptions=True,
+        )
         await asyncio.sleep(0.5)
 
         began = time.monotonic()
         await broker.stop()
         elapsed = time.monotonic() - began
 
-        for task in burst:
-            task.cancel()
-        await asyncio.gather(*burst, return_exceptions=True)
+        await asyncio.wait_for(burst, 5)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await asyncio.wait_for(_drain(subscriber), 5)
 
     assert elapsed < 5.0
     assert not await _accepts_connections(broker.port)
     assert _amqtt_tasks() == []
+
+
+async def test_forced_tear_down_ends_its_own_tasks_and_spares_others() -> None:
+    # shutdown_timeout=0 gives up on amqtt's shutdown() at once, so the
+    # forced tear-down runs every time instead of only when shutdown() hangs.
+    topic = unique_topic()
+    async with EmbeddedBroker("127.0.0.1", 0) as other:
+        others_tasks = set(_amqtt_tasks())
+        broker = EmbeddedBroker("127.0.0.1", 0, shutdown_timeout=0)
+        await broker.start()
+        address = parse_broker_url(broker.url)
+        async with MqttPublisher(address, client_id="doomed") as publisher:
+            await publisher.publish(topic, b"on", message_expiry_seconds=None)
+            await broker.stop()
+
+        assert not await _accepts_connections(broker.port)
+        assert set(_amqtt_tasks()) == others_tasks
+        async with MqttPublisher(parse_broker_url(other.url), client_id="ok") as ok:
+            await ok.publish(topic, b"on", message_expiry_seconds=None)
+        assert await collect_retained(other.url, topic) == {topic: b"on"}
+
+
+async def _drain(client: aiomqtt.Client) -> None:
+    """Read messages until the lost connection raises MqttError."""
+    async for _message in client.messages:
+        pass

@@ -626,3 +626,13 @@ def test_a_year_of_the_makerspace_expands_well_under_a_second(
     # Weekly series alone give more than 52 occurrences each.
     assert len(frame) > 4 * 52
     assert elapsed < 1.0
+
+
+def test_expanding_again_gives_the_same_frame(makerspace: Schedule) -> None:
+    # The calendar's query is kept between calls for its caches; a later,
+    # overlapping call must not see anything of the earlier one.
+    first = expand(makerspace, at(BERLIN, 2026, 3, 1), at(BERLIN, 2026, 4, 1))
+    expand(makerspace, at(BERLIN, 2030, 1, 1), at(BERLIN, 2030, 2, 1))
+    again = expand(makerspace, at(BERLIN, 2026, 3, 1), at(BERLIN, 2026, 4, 1))
+
+    pd.testing.assert_frame_equal(first, again)

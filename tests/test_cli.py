@@ -30,7 +30,9 @@ def _timeline_csv(*args: str) -> list[dict[str, str]]:
 
 
 def test_timeline_shows_one_on_segment_across_back_to_back_sessions() -> None:
-    rows = _timeline_csv("--from", "2019-03-05T00:00:00Z", "--to", "2019-03-06T00:00:00Z")
+    rows = _timeline_csv(
+        "--from", "2019-03-05T00:00:00Z", "--to", "2019-03-06T00:00:00Z"
+    )
     for client in ("machbar-entrance", "machbar-hall"):
         mine = [r for r in rows if r["client_id"] == client]
         assert [(r["start"], r["end"], r["desired_state"]) for r in mine] == [
@@ -43,7 +45,9 @@ def test_timeline_shows_one_on_segment_across_back_to_back_sessions() -> None:
 
 
 def test_timeline_accepts_local_wall_time_in_the_schedule_zone() -> None:
-    utc = _timeline_csv("--from", "2019-03-05T13:00:00Z", "--to", "2019-03-05T20:00:00Z")
+    utc = _timeline_csv(
+        "--from", "2019-03-05T13:00:00Z", "--to", "2019-03-05T20:00:00Z"
+    )
     local = _timeline_csv("--from", "2019-03-05T14:00", "--to", "2019-03-05T21:00")
     assert utc == local
 
@@ -84,8 +88,16 @@ def publish_process(free_port: int) -> Iterator[tuple[subprocess.Popen[str], int
 
     def start(*args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tvpower.publish", "--schedule", str(MAKERSPACE),
-             "--listen", f"127.0.0.1:{free_port}", *args],
+            [
+                sys.executable,
+                "-m",
+                "tvpower.publish",
+                "--schedule",
+                str(MAKERSPACE),
+                "--listen",
+                f"127.0.0.1:{free_port}",
+                *args,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -117,7 +129,7 @@ async def test_publish_replays_the_makerspace_evening(publish_process) -> None: 
     process = start("--now", "2019-03-05T17:59:50Z")
     _wait_for_url(process, port)
     async with watching(port) as watch:
-        await watch.wait_for(2, timeout=20)
+        await watch.wait_for(2, seconds=20)
     _stop(process)
 
     for client in ("machbar-entrance", "machbar-hall"):
@@ -137,7 +149,7 @@ async def test_publish_on_the_wall_clock_agrees_with_timeline(publish_process) -
     process = start()
     _wait_for_url(process, port)
     async with watching(port) as watch:
-        await watch.wait_for(2, timeout=20)
+        await watch.wait_for(2, seconds=20)
     _stop(process)
 
     now = datetime.now(UTC).replace(microsecond=0)
@@ -153,7 +165,9 @@ async def test_publish_on_the_wall_clock_agrees_with_timeline(publish_process) -
         validate_payload(payload)
         issued = payload["issued_at"]
         (row,) = [
-            r for r in rows if r["client_id"] == client and r["start"] <= issued < r["end"]
+            r
+            for r in rows
+            if r["client_id"] == client and r["start"] <= issued < r["end"]
         ]
         assert payload["power"]["desired_state"] == row["desired_state"]
         assert payload["power"]["reason"] == row["reason"]

@@ -27,8 +27,9 @@ def hm(text: str) -> int:
     return int(hours) * 3600 + int(minutes) * 60
 
 
-def clock(ns: int) -> str:
-    minutes = ns // NS // 60
+def clock(ns: int, origin: int = 0) -> str:
+    """``"HH:MM"`` of ``ns`` after ``origin`` (both ns)."""
+    minutes = (ns - origin) // NS // 60
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
@@ -50,16 +51,17 @@ def timeline(
     return scenario.timeline()
 
 
-def segments(timeline: Timeline, client_id: str) -> list[Segment]:
+def segments(timeline: Timeline, client_id: str, origin: int = 0) -> list[Segment]:
+    """The client's segments, times as ``"HH:MM"`` after ``origin`` (ns)."""
     rows = timeline.client_segments(timeline.start, timeline.end)
     rows = rows[rows["client_id"] == client_id]
     return [
         (
-            clock(r.start),
-            clock(r.end),
+            clock(r.start, origin),
+            clock(r.end, origin),
             r.desired_state,
             r.reason,
-            (clock(r.window_start), clock(r.window_end))
+            (clock(r.window_start, origin), clock(r.window_end, origin))
             if r.desired_state == "on"
             else None,
         )
@@ -303,21 +305,65 @@ def test_window_cut_by_the_range_is_clipped_and_marked_unknown() -> None:
 
 
 def test_clients_of_a_group_share_one_profile() -> None:
-    zone = ZoneInfo("Europe/Berlin")
     names = tuple(f"screen-{i:02d}" for i in range(50))
-    room = Group("room", (*names, "hall"), zone, 30, 0, 0)
-    clients = {name: Client(name, "room", zone, 30, 0, 0) for name in names}
-    clients["hall"] = Client("hall", "room", zone, 30, 600, 0, own_settings=True)
-    day = datetime(2019, 3, 5, tzinfo=UTC)
-    talk = Event("talk", "group", "room", day.replace(hour=9), day.replace(hour=10))
-    schedule = Schedule(Path("room.yaml"), zone, 600, {"room": room}, clients, (talk,))
+    clients = [Client(name, "room", UTC_ZONE, 30, 0, 0) for name in names]
+    hall = Client("hall", "room", UTC_ZONE, 30, 600, 0, own_settings=True)
+    schedule = room_schedule([*clients, hall], merge_gap=0)
 
-    result = compute_timeline(schedule, day, day + timedelta(days=1))
+    result = compute_timeline(schedule, DAY_START, DAY_START + timedelta(days=1))
 
     profiles = fleet_of(schedule).clients["profile"]
     assert set(profiles[list(names)]) == {0}  # the group's profile
     assert profiles["hall"] == 1
-    assert len(result.segments) == 2 * 3  # two profiles: off, on, off each
-    now = result.at(int(day.replace(hour=9, minute=30).timestamp()) * NS)
-    assert (now["reason"] == "event_window_active").all()
-    assert now.loc[list(names), "window_end"].nunique() == 1
+    # Computed once per profile: the group's off, on, off, on, off; the
+    # hall's gap of its own bridges 10:00-10:05: off, on, off.
+    assert result.segments.groupby("profile").size().tolist() == [5, 3]
+    now = result.at(utc_ns("10:02"))
+    assert set(now.loc[list(names), "reason"]) == {"no_active_event"}
+    assert now.loc["hall", "reason"] == "event_window_active"
+
+
+def test_compute_timeline_bridges_a_gap_at_the_end_of_its_range() -> None:
+    lobby = Client("lobby", "room", UTC_ZONE, 30, 600, 0)
+    schedule = room_schedule([lobby], merge_gap=600)
+    end = DAY_START.replace(hour=10, minute=2)
+
+    result = compute_timeline(schedule, DAY_START, end)
+
+    # 10:00-10:05 is bridged by merge_gap: on up to the end of the range.
+    assert segments(result, "lobby", origin=utc_ns("00:00")) == [
+        off("00:00", "09:00"),
+        on("09:00", "10:02"),
+    ]
+
+
+UTC_ZONE = ZoneInfo("UTC")
+DAY_START = datetime(2019, 3, 5, tzinfo=UTC)
+
+
+def utc_ns(text: str) -> int:
+    return int(DAY_START.timestamp()) * NS + hm(text) * NS
+
+
+def room_schedule(clients: list[Client], *, merge_gap: int) -> Schedule:
+    """Group ``room`` with ``clients``: events 09:00-10:00 and 10:05-11:00 UTC."""
+    ids = tuple(c.id for c in clients)
+    room = Group("room", ids, UTC_ZONE, 30, merge_gap, 0)
+    events = tuple(
+        Event(
+            f"talk-{start}",
+            "group",
+            "room",
+            DAY_START + timedelta(seconds=hm(start)),
+            DAY_START + timedelta(seconds=hm(end)),
+        )
+        for start, end in (("09:00", "10:00"), ("10:05", "11:00"))
+    )
+    return Schedule(
+        Path("room.yaml"),
+        UTC_ZONE,
+        600,
+        {"room": room},
+        {c.id: c for c in clients},
+        events,
+    )

@@ -51,7 +51,9 @@ def test_payload_is_schema_valid_with_utc_times_and_expiry(intent: Intent) -> No
 
 
 def test_payload_of_an_offset_instant_is_utc_whole_seconds() -> None:
-    issued = datetime(2019, 3, 5, 18, 59, 50, 999_000, tzinfo=timezone(timedelta(hours=1)))
+    issued = datetime(
+        2019, 3, 5, 18, 59, 50, 999_000, tzinfo=timezone(timedelta(hours=1))
+    )
     payload = ON.payload(issued, ttl_seconds=60)
     assert payload["issued_at"] == "2019-03-05T17:59:50Z"
     assert payload["expires_at"] == "2019-03-05T18:00:50Z"
@@ -126,4 +128,6 @@ def test_every_payload_is_schema_valid(state: str, seconds: int, ttl: int) -> No
     intent = ON if state == "on" else OFF
     payload = intent.payload(issued, ttl)
     validate_payload(payload)
-    assert payload["expires_at"] > payload["issued_at"] or len(payload["issued_at"]) != 20
+    assert (
+        payload["expires_at"] > payload["issued_at"] or len(payload["issued_at"]) != 20
+    )

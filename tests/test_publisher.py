@@ -94,7 +94,9 @@ async def test_a_fresh_subscriber_gets_every_retained_intent(
     embedded_broker: EmbeddedBroker,
 ) -> None:
     schedule = load_schedule(SCENARIOS / "makerspace-potsdam.yaml")
-    await _replay(embedded_broker, schedule, "2019-03-05T17:59:50Z", "2019-03-05T18:00:00Z")
+    await _replay(
+        embedded_broker, schedule, "2019-03-05T17:59:50Z", "2019-03-05T18:00:00Z"
+    )
 
     async with watching(embedded_broker.port) as late:
         await late.wait_for(len(MACHBAR))

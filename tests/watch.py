@@ -25,16 +25,16 @@ class Watch:
     """Messages seen so far, in arrival order."""
 
     messages: list[Received] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def for_client(self, client_id: str) -> list[dict[str, Any]]:
         topic = f"infoscreen/{client_id}/power/intent"
         return [m.payload for m in self.messages if m.topic == topic]
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+    async def wait_for(self, count: int, seconds: float = 5.0) -> None:
         """Until at least ``count`` intent messages arrived (bounded)."""
-        async with asyncio.timeout(timeout):
-            while len(self.messages) < count:
-                await asyncio.sleep(0.02)
+        async with asyncio.timeout(seconds), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.messages) >= count)
 
 
 @contextlib.asynccontextmanager
@@ -70,4 +70,6 @@ async def _record(client: aiomqtt.Client, watch: Watch) -> None:
         if not (topic.startswith("infoscreen/") and topic.endswith("/power/intent")):
             continue
         payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-        watch.messages.append(Received(topic, payload, bool(message.retain)))
+        async with watch.arrived:
+            watch.messages.append(Received(topic, payload, bool(message.retain)))
+            watch.arrived.notify_all()

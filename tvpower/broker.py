@@ -16,6 +16,7 @@ warning and says so in :attr:`EmbeddedBroker.moved_from`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
@@ -150,15 +151,22 @@ class EmbeddedBroker:
 
 
 async def _tear_down(broker: Broker) -> None:
-    """Close the listener and cancel every task of amqtt's, bounded in time."""
-    # amqtt has no public way to close its listeners outside shutdown().
+    """Close the listener and end every task of amqtt's, bounded in time.
+
+    amqtt has no public way to do this outside ``shutdown()``, so this uses
+    its private parts: the listeners and the broadcast loop's own stop.
+    """
     for server in broker._servers.values():
         await asyncio.wait_for(server.close_instance(), _TEAR_DOWN_SECONDS)
+    # Stopped this way the broadcast loop exits quietly; cancelled, it logs
+    # an ERROR with a traceback.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(broker._shutdown_broadcast_loop(), _TEAR_DOWN_SECONDS)
     for _round in range(2):
         # On Python 3.11 asyncio.wait_for can swallow a cancellation that
         # races with its inner read (amqtt's reader loop uses it), so a
         # second cancel is sent to any task that outlived the first.
-        tasks = [task for task in asyncio.all_tasks() if _is_amqtt_task(task)]
+        tasks = [task for task in asyncio.all_tasks() if _belongs_to(task, broker)]
         for task in tasks:
             task.cancel()
         if not tasks:
@@ -166,12 +174,19 @@ async def _tear_down(broker: Broker) -> None:
         await asyncio.wait(tasks, timeout=_TEAR_DOWN_SECONDS)
 
 
-def _is_amqtt_task(task: asyncio.Task[Any]) -> bool:
+def _belongs_to(task: asyncio.Task[Any], broker: Broker) -> bool:
+    """Whether ``task`` runs a method of ``broker`` or of one of its sessions.
+
+    Other tasks, those of another embedded broker in this event loop
+    included, are left alone.
+    """
     frame = getattr(task.get_coro(), "cr_frame", None)
-    module = frame.f_globals.get("__name__", "") if frame is not None else ""
-    return task is not asyncio.current_task() and (
-        module == "amqtt" or module.startswith("amqtt.")
-    )
+    owner = frame.f_locals.get("self") if frame is not None else None
+    if owner is None or task is asyncio.current_task():
+        return False
+    # Protocol handlers of the broker's sessions share its plugins manager.
+    plugins = getattr(owner, "plugins_manager", None)
+    return owner is broker or plugins is broker.plugins_manager
 
 
 def _broker_config(host: str, port: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ What a calendar event counts as:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -63,7 +63,7 @@ _DTYPES = {
 _SLACK = timedelta(days=1)
 
 _Row = tuple[str, str, str, int, int, str]
-_Query = tuple[datetime, datetime]
+_Span = tuple[datetime, datetime]
 
 
 def expand(schedule: Schedule, start: datetime, end: datetime) -> pd.DataFrame:
@@ -75,13 +75,13 @@ def expand(schedule: Schedule, start: datetime, end: datetime) -> pd.DataFrame:
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError(f"expected aware datetimes, got {start!r} and {end!r}")
-    query = (start.astimezone(UTC) - _SLACK, end.astimezone(UTC) + _SLACK)
+    span = (start.astimezone(UTC) - _SLACK, end.astimezone(UTC) + _SLACK)
 
     rows = _single_event_rows(schedule.events)
-    rows += _recurring_event_rows(schedule.events, query)
+    rows += _recurring_event_rows(schedule.events, span)
     for group in schedule.groups.values():
         for source in group.calendars:
-            rows += _calendar_rows(source, group, query, schedule)
+            rows += _calendar_rows(source, group, span, schedule)
     return _frame(rows, _ns(start), _ns(end))
 
 
@@ -127,7 +127,7 @@ def _single_event_rows(events: tuple[Event, ...]) -> list[_Row]:
     ]
 
 
-def _recurring_event_rows(events: tuple[Event, ...], query: _Query) -> list[_Row]:
+def _recurring_event_rows(events: tuple[Event, ...], span: _Span) -> list[_Row]:
     """Occurrences of the events with an RRULE.
 
     Each occurrence lasts the exact duration of its event (RFC 5545,
@@ -143,7 +143,7 @@ def _recurring_event_rows(events: tuple[Event, ...], query: _Query) -> list[_Row
         calendar.add_component(_vevent(event, uid=str(index)))
 
     rows = []
-    for occurrence in recurring_ical_events.of(calendar).between(*query):
+    for occurrence in recurring_ical_events.of(calendar).between(*span):
         event = recurring[int(occurrence["UID"])]
         start_ns = _ns(occurrence.start)
         rows.append(_row(event, start_ns, start_ns + _ns(event.end) - _ns(event.start)))
@@ -191,15 +191,17 @@ _Lengths = dict[tuple[str, int | None], _Length | None]
 
 
 def _calendar_rows(
-    source: CalendarSource, group: Group, query: _Query, schedule: Schedule
+    source: CalendarSource, group: Group, span: _Span, schedule: Schedule
 ) -> list[_Row]:
     """The occurrences of one calendar file that switch the group's TVs on."""
     # recurring_ical_events reads floating times in the calendar's own zone
     # when it names one; lengths and RECURRENCE-IDs are read alike here.
     floating = _calendar_zone(source.calendar) or group.timezone
     lengths = _lengths(source.calendar, floating)
+    if source.query is None:  # a CalendarSource made by hand, not loaded
+        source = replace(source, query=recurring_ical_events.of(source.calendar))
     try:
-        occurrences = recurring_ical_events.of(source.calendar).between(*query)
+        occurrences = source.query.between(*span)
     except (ValueError, KeyError, TypeError) as error:
         raise ScheduleError(
             str(schedule.path),

@@ -51,7 +51,9 @@ class PrettyFormatter(logging.Formatter):
         return line.rstrip()
 
 
-def configure_logging(log_format: LogFormat = "auto", level: int = logging.INFO) -> None:
+def configure_logging(
+    log_format: LogFormat = "auto", level: int = logging.INFO
+) -> None:
     """Log to stderr: pretty on a terminal, JSON lines otherwise."""
     if log_format == "auto":
         log_format = "pretty" if sys.stderr.isatty() else "json"

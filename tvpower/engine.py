@@ -114,22 +114,22 @@ class Timeline:
         """Every client's segments clipped to ``[start, end)``, in CSV order."""
         seg = self.segments
         seg = seg[(seg["end"] > start) & (seg["start"] < end)]
-        clients = self.clients.reset_index()[["client_id", "group_id", "profile"]]
+        clients = self.clients.reset_index()[["client_id", "profile"]]
         rows = clients.merge(seg, on="profile", how="inner", sort=False)
         rows["start"] = rows["start"].clip(lower=start)
         rows["end"] = rows["end"].clip(upper=end)
         rows = rows.sort_values(["client_id", "start"], kind="stable")
-        described = self._describe(rows.reset_index(drop=True), rows["client_id"])
+        rows = rows.reset_index(drop=True)
+        described = self._describe(rows, pd.Index(rows["client_id"]))
         return described.reset_index()
 
-    def _describe(self, rows: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    def _describe(self, rows: pd.DataFrame, client_ids: pd.Index) -> pd.DataFrame:
         code = rows["code"].to_numpy(dtype=np.int64)
+        clients = self.clients.loc[client_ids]
         out = pd.DataFrame(
             {
-                "group_id": rows["group_id"].to_numpy()
-                if "group_id" in rows
-                else self.clients.loc[index, "group_id"].to_numpy(),
-                "grace_seconds": self.clients.loc[index, "grace_seconds"].to_numpy(),
+                "group_id": clients["group_id"].to_numpy(),
+                "grace_seconds": clients["grace_seconds"].to_numpy(),
                 "start": rows["start"].to_numpy(dtype=np.int64),
                 "end": rows["end"].to_numpy(dtype=np.int64),
                 "desired_state": _DESIRED_STATE[code],
@@ -137,7 +137,7 @@ class Timeline:
                 "window_start": rows["window_start"].to_numpy(dtype=np.int64),
                 "window_end": rows["window_end"].to_numpy(dtype=np.int64),
             },
-            index=pd.Index(np.asarray(index), name="client_id"),
+            index=pd.Index(client_ids.to_numpy(), name="client_id"),
         )
         out["start_known"] = out["start"] > self.start
         out["end_known"] = out["end"] < self.end
@@ -245,7 +245,9 @@ def build_timeline(
     lead = fleet.profiles["lead_ns"].to_numpy(dtype=np.int64)
     gap = fleet.profiles["gap_ns"].to_numpy(dtype=np.int64)
     ep = profile[is_event]
-    ew_p, ew_s, ew_e = _merge(ep, occ_start[is_event] - lead[ep], occ_end[is_event] + gap[ep])
+    ew_p, ew_s, ew_e = _merge(
+        ep, occ_start[is_event] - lead[ep], occ_end[is_event] + gap[ep]
+    )
     ew_e = ew_e - gap[ew_p]
 
     is_override = ~is_event
@@ -303,7 +305,9 @@ def _edges(
     )
 
 
-def _segments(edges: pd.DataFrame, n_profiles: int, start: int, end: int) -> pd.DataFrame:
+def _segments(
+    edges: pd.DataFrame, n_profiles: int, start: int, end: int
+) -> pd.DataFrame:
     """Sweep the edges into each profile's segments over ``[start, end)``."""
     edges = edges.sort_values(["profile", "time"], kind="stable")
     profile = edges["profile"].to_numpy(dtype=np.int64)
@@ -319,7 +323,11 @@ def _segments(edges: pd.DataFrame, n_profiles: int, start: int, end: int) -> pd.
     code = np.where(
         counts[:, 2] > 0,
         _OVERRIDE_OFF,
-        np.where(counts[:, 1] > 0, _OVERRIDE_ON, np.where(counts[:, 0] > 0, _EVENT, _NO_EVENT)),
+        np.where(
+            counts[:, 1] > 0,
+            _OVERRIDE_ON,
+            np.where(counts[:, 0] > 0, _EVENT, _NO_EVENT),
+        ),
     )
     return _coalesce(profile, time, code, n_profiles, start, end)
 

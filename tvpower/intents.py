@@ -97,37 +97,25 @@ class Intent:
 
 def intents_from(current: pd.DataFrame) -> dict[str, Intent]:
     """Each client's intent from :meth:`tvpower.engine.Timeline.at` rows."""
-    start = _format_ns(current["start"].to_numpy())
-    window_start = _format_ns(current["window_start"].to_numpy())
-    window_end = _format_ns(current["window_end"].to_numpy())
-    on = (current["desired_state"] == "on").to_numpy()
-    known = current["start_known"].to_numpy()
-    columns = zip(
-        current.index,
-        current["group_id"],
-        current["desired_state"],
-        current["reason"],
-        current["grace_seconds"],
-        on,
-        known,
-        start,
-        window_start,
-        window_end,
-        strict=True,
+    texts = current.assign(
+        start_text=_format_ns(current["start"].to_numpy()),
+        window_start_text=_format_ns(current["window_start"].to_numpy()),
+        window_end_text=_format_ns(current["window_end"].to_numpy()),
     )
-    return {
-        client: Intent(
-            client_id=client,
-            group_id=group if isinstance(group, str) else None,
-            desired_state=state,
-            reason=reason,
-            grace_seconds=int(grace),
-            window=(w_start, w_end) if is_on else None,
-            segment_start=seg_start if is_known else None,
-        )
-        for client, group, state, reason, grace, is_on, is_known, seg_start, w_start,
-        w_end in columns
-    }
+    return {str(row.Index): _intent(row) for row in texts.itertuples()}
+
+
+def _intent(row: Any) -> Intent:
+    on = row.desired_state == "on"
+    return Intent(
+        client_id=str(row.Index),
+        group_id=row.group_id if isinstance(row.group_id, str) else None,
+        desired_state=row.desired_state,
+        reason=row.reason,
+        grace_seconds=int(row.grace_seconds),
+        window=(row.window_start_text, row.window_end_text) if on else None,
+        segment_start=row.start_text if row.start_known else None,
+    )
 
 
 def format_instant(instant: datetime) -> str:

@@ -280,6 +280,9 @@ class MqttPublisher:
         paho_client.on_connect = on_connect
         paho_client.on_disconnect = on_disconnect
         paho_client.on_publish = self._on_puback
+        paho_client.on_socket_register_write = _socket_watcher(
+            asyncio.get_running_loop(), self._on_disconnect
+        )
         paho_client.connect_timeout = self._timeout
 
     def _send(
@@ -326,7 +329,7 @@ class MqttPublisher:
         if puback is not None and not puback.done():
             puback.set_result(reason_code)
 
-    def _on_disconnect(self, reason_code: ReasonCode) -> None:
+    def _on_disconnect(self, reason_code: ReasonCode | OSError) -> None:
         if self._client is None or self._lost is not None:
             return
         self._lost = BrokerError(
@@ -344,6 +347,37 @@ def _paho_client(client: aiomqtt.Client) -> paho.Client:
     # aiomqtt keeps its paho-mqtt client private; publishing through it is
     # the only way to see a PUBACK's reason_code (aiomqtt 2.5 drops it).
     return client._client
+
+
+def _socket_watcher(
+    loop: asyncio.AbstractEventLoop, on_error: Callable[[OSError], None]
+) -> Callable[[paho.Client, Any, paho.SocketLike], None]:
+    """paho's ``on_socket_register_write``: watch for room to write on ``loop``.
+
+    aiomqtt's version schedules ``add_writer`` with the file descriptor of
+    the moment; when the broker drops the connection mid-burst the socket
+    closes before that runs, and asyncio logs "Bad file descriptor" (or
+    watches a descriptor already reused). Here the check and ``add_writer``
+    run in one callback on the loop, with nothing in between.
+    """
+
+    def register_write(
+        client: paho.Client, userdata: Any, sock: paho.SocketLike
+    ) -> None:
+        def write() -> None:
+            try:
+                client.loop_write()
+            except OSError as exc:
+                on_error(exc)
+
+        def watch() -> None:
+            if sock.fileno() != -1:
+                loop.add_writer(sock.fileno(), write)
+
+        # paho calls this from aiomqtt's executor thread during CONNECT.
+        loop.call_soon_threadsafe(watch)
+
+    return register_write
 
 
 def _retrieve_lost_connection_error(client: aiomqtt.Client) -> None:

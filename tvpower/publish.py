@@ -18,9 +18,14 @@ from tvpower.broker import EmbeddedBroker
 from tvpower.cli import configure_logging, parse_instant, run_cli
 from tvpower.clock import Clock, ShiftedClock, SystemClock
 from tvpower.errors import BrokerError, UsageError
-from tvpower.mqtt import BrokerAddress, MqttPublisher, default_client_id, parse_broker_url
+from tvpower.mqtt import (
+    BrokerAddress,
+    MqttPublisher,
+    default_client_id,
+    parse_broker_url,
+)
 from tvpower.publisher import DEFAULT_TOPIC_PREFIX, Publisher
-from tvpower.schedule import Schedule, load_schedule
+from tvpower.schedule import load_schedule
 
 logger = logging.getLogger("tvpower.publish")
 
@@ -53,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the clock at this instant instead of the wall clock "
         "(ISO 8601 with Z or an offset, or local time in the schedule's zone)",
     )
-    parser.add_argument("--client-id", help="MQTT client id (default: unique per process)")
+    parser.add_argument(
+        "--client-id", help="MQTT client id (default: unique per process)"
+    )
     parser.add_argument(
         "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, help="(default: %(default)s)"
     )
@@ -158,7 +165,9 @@ def _log_connected(address: BrokerAddress, protocol: str, client_id: str) -> Non
 def _parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--listen: expected HOST:PORT such as 127.0.0.1:1883, got {text!r}")
+        raise UsageError(
+            f"--listen: expected HOST:PORT such as 127.0.0.1:1883, got {text!r}"
+        )
     return host, int(port)
 
 

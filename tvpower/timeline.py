@@ -50,8 +50,8 @@ def _print(args: argparse.Namespace, out: TextIO) -> int:
     timeline = compute_timeline(schedule, start, end)
     rows = timeline.client_segments(timeline.start, timeline.end)
     for column in ("start", "end"):
-        rows[column] = rows[column].astype("datetime64[ns]").dt.strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
+        rows[column] = (
+            rows[column].astype("datetime64[ns]").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         )
     rows[COLUMNS].to_csv(out, index=False, lineterminator="\n")
     return 0
