@@ -36,7 +36,12 @@ YEAR_START = pd.Timestamp("2025-01-01", tz="UTC").value
 YEAR_END = YEAR_START + 365 * DAY_NS
 LEAD_SECONDS = 120
 MERGE_GAP_SECONDS = 900
-MAKERSPACE = Path(__file__).resolve().parent.parent / "scenarios/makerspace-potsdam.yaml"
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+MAKERSPACE = SCENARIOS / "makerspace-potsdam.yaml"
+
+
+# client_id, group_id, profile, grace_seconds: a row of the engine's fleet.
+ClientRow = tuple[str, str | None, int, int]
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,9 @@ def client_ids(group: str) -> list[str]:
 def shared_profiles(rng: np.random.Generator) -> Shape:
     groups = group_ids()
     settings = [(LEAD_SECONDS, MERGE_GAP_SECONDS)] * len(groups)
-    rows = [(c, g, p, 30) for p, g in enumerate(groups) for c in client_ids(g)]
+    rows: list[ClientRow] = [
+        (c, g, p, 30) for p, g in enumerate(groups) for c in client_ids(g)
+    ]
     sources = [("group", g, p) for p, g in enumerate(groups)]
     per_group = OCCURRENCES // len(groups)
     return Shape(
@@ -100,7 +107,7 @@ def own_profiles(rng: np.random.Generator) -> Shape:
     groups = group_ids()
     settings = [(LEAD_SECONDS, MERGE_GAP_SECONDS)] * len(groups)
     sources = [("group", g, p) for p, g in enumerate(groups)]
-    rows = []
+    rows: list[ClientRow] = []
     for g in groups:
         for c in client_ids(g):
             profile = len(settings)
@@ -181,8 +188,9 @@ def main() -> None:
         "at(instant)",
         "np.sort",
     ]
-    rows = [measure(shape(rng), args.repeat) for shape in (shared_profiles, own_profiles)]
-    print(f"best of {args.repeat} runs; x sort = build_timeline / np.sort of the starts")
+    shapes = (shared_profiles, own_profiles)
+    rows = [measure(shape(rng), args.repeat) for shape in shapes]
+    print(f"best of {args.repeat} runs; x sort: build_timeline / np.sort of starts")
     print(table(header, rows))
     print(makerspace(args.repeat))
 

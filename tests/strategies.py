@@ -100,9 +100,6 @@ class Scenario:
             self.fleet(), self.frame(), self.start * NS, self.end * NS
         )
 
-    def client(self, client_id: str) -> ClientSpec:
-        return next(c for c in self.clients if c.id == client_id)
-
     def occurrences_of(self, client: ClientSpec) -> list[Occurrence]:
         """What feeds the client: its group's occurrences and its own."""
         owners = {("client", client.id), ("group", client.group_id)}
@@ -170,16 +167,14 @@ def scenarios(
     clients = []
     for i in range(draw(st.integers(1, 5))):
         group = draw(st.sampled_from((None, *groups)))
-        own = group is None or draw(st.booleans())
-        if own:
-            client_lead, client_gap = draw(lead), draw(gap)
-        else:
-            client_lead, client_gap = group.lead, group.gap  # type: ignore[union-attr]
-        group_id = None if group is None else group.id
         grace = draw(st.integers(0, 120))
-        clients.append(
-            ClientSpec(f"c{i}", group_id, own, client_lead, client_gap, grace)
-        )
+        if group is not None and draw(st.booleans()):
+            shared = ClientSpec(f"c{i}", group.id, False, group.lead, group.gap, grace)
+            clients.append(shared)
+        else:
+            group_id = None if group is None else group.id
+            own = ClientSpec(f"c{i}", group_id, True, draw(lead), draw(gap), grace)
+            clients.append(own)
 
     marks = draw(st.lists(st.integers(0, GRID_SECONDS - 1), min_size=1, max_size=5))
     occurrences = []

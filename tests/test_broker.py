@@ -19,13 +19,13 @@ from .conftest import collect_retained, unique_topic
 
 
 async def _accepts_connections(port: int) -> bool:
+    # An MQTT client rather than a bare TCP probe: amqtt leaves connections
+    # that send no CONNECT open, and their sockets leak.
     try:
-        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
+        async with aiomqtt.Client("127.0.0.1", port, timeout=5):
+            return True
+    except aiomqtt.MqttError:
         return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 def _amqtt_tasks() -> list[asyncio.Task[object]]:
@@ -132,6 +132,7 @@ async def test_forced_tear_down_ends_its_own_tasks_and_spares_others() -> None:
     # forced tear-down runs every time instead of only when shutdown() hangs.
     topic = unique_topic()
     async with EmbeddedBroker("127.0.0.1", 0) as other:
+        await asyncio.sleep(0.1)  # its broadcast loop starts its first round
         others_tasks = set(_amqtt_tasks())
         broker = EmbeddedBroker("127.0.0.1", 0, shutdown_timeout=0)
         await broker.start()

@@ -57,15 +57,15 @@ def segments(timeline: Timeline, client_id: str, origin: int = 0) -> list[Segmen
     rows = rows[rows["client_id"] == client_id]
     return [
         (
-            clock(r.start, origin),
-            clock(r.end, origin),
-            r.desired_state,
-            r.reason,
-            (clock(r.window_start, origin), clock(r.window_end, origin))
-            if r.desired_state == "on"
+            clock(r["start"], origin),
+            clock(r["end"], origin),
+            r["desired_state"],
+            r["reason"],
+            (clock(r["window_start"], origin), clock(r["window_end"], origin))
+            if r["desired_state"] == "on"
             else None,
         )
-        for r in rows.itertuples()
+        for r in rows.to_dict("records")
     ]
 
 

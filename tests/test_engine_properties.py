@@ -127,17 +127,21 @@ def engine_rows(timeline: Timeline) -> dict[str, list[Row]]:
     """Each client's segments over the whole timeline."""
     frame = timeline.client_segments(timeline.start, timeline.end)
     rows: dict[str, list[Row]] = {c: [] for c in timeline.clients.index}
-    for r in frame.itertuples(index=False):
-        rows[r.client_id].append(
+    for r in frame.to_dict("records"):
+        rows[r["client_id"]].append(
             (
-                seconds(r.start),
-                seconds(r.end),
-                r.desired_state,
-                r.reason,
-                *(w if w == -1 else seconds(w) for w in (r.window_start, r.window_end)),
+                seconds(r["start"]),
+                seconds(r["end"]),
+                r["desired_state"],
+                r["reason"],
+                *(window_seconds(r[w]) for w in ("window_start", "window_end")),
             )
         )
     return rows
+
+
+def window_seconds(ns: int) -> int:
+    return ns if ns == -1 else seconds(ns)
 
 
 def instants(timeline: Timeline, low: int, high: int) -> st.SearchStrategy[int]:
@@ -281,6 +285,7 @@ def test_client_segments_clip_and_cover_each_client(
     assert frame["client_id"].tolist() == sorted(frame["client_id"])
     assert set(frame["client_id"]) == {c.id for c in scenario.clients}
     for client_id, rows in frame.groupby("client_id", sort=False):
+        assert isinstance(client_id, str)
         starts, ends = rows["start"].tolist(), rows["end"].tolist()
         assert starts[0] == a
         assert ends[-1] == b
@@ -292,10 +297,8 @@ def test_client_segments_clip_and_cover_each_client(
             if e * NS > a and s * NS < b
         ]
         got = [
-            (s, e, state, reason, *(w if w == -1 else seconds(w) for w in window))
-            for s, e, state, reason, *window in rows[COLUMNS].itertuples(
-                index=False, name=None
-            )
+            (s, e, state, reason, window_seconds(w_start), window_seconds(w_end))
+            for s, e, state, reason, w_start, w_end in rows[COLUMNS].to_numpy()
         ]
         assert got == expected
 

@@ -23,10 +23,8 @@ from tvpower.mqtt import (
 from .conftest import Mosquitto, collect_retained, unique_topic
 
 
-def _publisher(url: str, **options: float) -> MqttPublisher:
-    return MqttPublisher(
-        parse_broker_url(url), client_id=default_client_id(), **options
-    )
+def _publisher(url: str) -> MqttPublisher:
+    return MqttPublisher(parse_broker_url(url), client_id=default_client_id())
 
 
 @pytest.mark.parametrize(
@@ -56,6 +54,7 @@ _EXPECTED_NOTHING_ELSE = "expected only a host and a port, without user, path or
         ("http://broker", f"broker URL 'http://broker': {_EXPECTED_SCHEME}"),
         ("mqtt://", f"broker URL 'mqtt://': {_EXPECTED_SCHEME}"),
         ("mqtt://:1883", f"broker URL 'mqtt://:1883': {_EXPECTED_SCHEME}"),
+        ("mqtt://[::1", f"broker URL 'mqtt://[::1': {_EXPECTED_SCHEME}"),
         ("mqtt://broker:0", f"broker URL 'mqtt://broker:0': {_EXPECTED_PORT}"),
         ("mqtt://broker:65536", f"broker URL 'mqtt://broker:65536': {_EXPECTED_PORT}"),
         ("mqtt://broker:port", f"broker URL 'mqtt://broker:port': {_EXPECTED_PORT}"),

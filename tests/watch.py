@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+import jsonschema
+
+from tvpower.intents import validate_payload
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Watch:
 
     messages: list[Received] = field(default_factory=list)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    invalid: list[str] = field(default_factory=list)
 
     def for_client(self, client_id: str) -> list[dict[str, Any]]:
         topic = f"infoscreen/{client_id}/power/intent"
@@ -44,7 +48,9 @@ async def watching(
     """Subscribe on 127.0.0.1:``port`` and record intents until the block ends.
 
     Only topics matching the filter's shape are kept: a fresh amqtt
-    connection can be sent other topics' retained messages first.
+    connection can be sent other topics' retained messages first. Every
+    intent is checked against the shipped schema as it arrives, and the
+    block fails if one was invalid.
     """
     watch = Watch()
     client = aiomqtt.Client(
@@ -62,6 +68,7 @@ async def watching(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    assert not watch.invalid, f"invalid intents received: {watch.invalid}"
 
 
 async def _record(client: aiomqtt.Client, watch: Watch) -> None:
@@ -70,6 +77,10 @@ async def _record(client: aiomqtt.Client, watch: Watch) -> None:
         if not (topic.startswith("infoscreen/") and topic.endswith("/power/intent")):
             continue
         payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+        try:
+            validate_payload(payload)
+        except jsonschema.ValidationError as exc:
+            watch.invalid.append(f"{topic}: {exc.message}")
         async with watch.arrived:
             watch.messages.append(Received(topic, payload, bool(message.retain)))
             watch.arrived.notify_all()

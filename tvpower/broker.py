@@ -114,13 +114,15 @@ class EmbeddedBroker:
         try:
             await asyncio.wait_for(broker.shutdown(), self._shutdown_timeout)
         except TimeoutError:
-            logger.warning(
-                "embedded broker at %s did not shut down within %.1f s; "
-                "closing it by force",
-                self.url,
-                self._shutdown_timeout,
-            )
-            await _tear_down(broker)
+            problem = f"did not shut down within {self._shutdown_timeout:g} s"
+        except Exception as exc:  # amqtt's own errors: stopping goes on
+            problem = f"failed to shut down: {exc}"
+        else:
+            return
+        logger.warning(
+            "embedded broker at %s %s; closing it by force", self.url, problem
+        )
+        await _tear_down(broker)
 
     async def _try_start(self, port: int) -> bool:
         """Start amqtt on ``port``; false if the port turned out to be taken."""
@@ -151,17 +153,18 @@ class EmbeddedBroker:
 
 
 async def _tear_down(broker: Broker) -> None:
-    """Close the listener and end every task of amqtt's, bounded in time.
+    """Close the listener, connections and tasks of this broker, bounded in time.
 
     amqtt has no public way to do this outside ``shutdown()``, so this uses
     its private parts: the listeners and the broadcast loop's own stop.
     """
     for server in broker._servers.values():
-        await asyncio.wait_for(server.close_instance(), _TEAR_DOWN_SECONDS)
+        server.instance.close()  # no new connections from here on
     # Stopped this way the broadcast loop exits quietly; cancelled, it logs
     # an ERROR with a traceback.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(broker._shutdown_broadcast_loop(), _TEAR_DOWN_SECONDS)
+    connections = _client_connections(broker)
     for _round in range(2):
         # On Python 3.11 asyncio.wait_for can swallow a cancellation that
         # races with its inner read (amqtt's reader loop uses it), so a
@@ -169,9 +172,14 @@ async def _tear_down(broker: Broker) -> None:
         tasks = [task for task in asyncio.all_tasks() if _belongs_to(task, broker)]
         for task in tasks:
             task.cancel()
-        if not tasks:
-            return
-        await asyncio.wait(tasks, timeout=_TEAR_DOWN_SECONDS)
+        if tasks:
+            await asyncio.wait(tasks, timeout=_TEAR_DOWN_SECONDS)
+    for connection in connections:
+        # Cancelled, amqtt's handlers leave their sockets open.
+        connection.transport.abort()
+    for server in broker._servers.values():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.close_instance(), _TEAR_DOWN_SECONDS)
 
 
 def _belongs_to(task: asyncio.Task[Any], broker: Broker) -> bool:
@@ -180,13 +188,28 @@ def _belongs_to(task: asyncio.Task[Any], broker: Broker) -> bool:
     Other tasks, those of another embedded broker in this event loop
     included, are left alone.
     """
-    frame = getattr(task.get_coro(), "cr_frame", None)
-    owner = frame.f_locals.get("self") if frame is not None else None
+    owner = _frame_locals(task).get("self")
     if owner is None or task is asyncio.current_task():
         return False
     # Protocol handlers of the broker's sessions share its plugins manager.
     plugins = getattr(owner, "plugins_manager", None)
     return owner is broker or plugins is broker.plugins_manager
+
+
+def _client_connections(broker: Broker) -> list[asyncio.StreamWriter]:
+    """The client connections of ``broker``, from its connection tasks."""
+    connections = []
+    for task in asyncio.all_tasks():
+        variables = _frame_locals(task)
+        writer = variables.get("writer")
+        if variables.get("self") is broker and isinstance(writer, asyncio.StreamWriter):
+            connections.append(writer)
+    return connections
+
+
+def _frame_locals(task: asyncio.Task[Any]) -> dict[str, Any]:
+    frame = getattr(task.get_coro(), "cr_frame", None)
+    return dict(frame.f_locals) if frame is not None else {}
 
 
 def _broker_config(host: str, port: int) -> dict[str, Any]:

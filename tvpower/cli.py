@@ -64,6 +64,9 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("tvpower").setLevel(level)
+    # amqtt warns about every refused MQTT 5 attempt of the version probe;
+    # its errors still show.
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
 
 
 def parse_instant(text: str, zone: ZoneInfo, *, option: str) -> datetime:

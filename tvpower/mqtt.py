@@ -47,8 +47,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-# CONNACK "Unsupported Protocol Version" (MQTT 5); paho also reports a
-# 3.1.1 CONNACK return code 0x01 "unacceptable protocol version" this way.
+# CONNACK reason_code "Unsupported Protocol Version". A 3.1.1-only broker
+# (amqtt) answers an MQTT 5 CONNECT with a 3.1.1 CONNACK, return code 0x01
+# "unacceptable protocol version", and closes; paho, expecting MQTT 5,
+# reports that CONNACK with this reason_code too.
 _UNSUPPORTED_PROTOCOL_VERSION = 0x84
 _DEFAULT_IN_FLIGHT = 64
 
@@ -73,11 +75,13 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
     Raises :class:`UsageError` naming the value for anything else.
     """
-    parts = urlsplit(url)
+    expected_form = "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [IPv6 address
+        raise UsageError(f"broker URL {url!r}: {expected_form}") from None
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise UsageError(
-            f"broker URL {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"
-        )
+        raise UsageError(f"broker URL {url!r}: {expected_form}")
     extras = parts.username is not None or parts.query or parts.fragment
     if extras or parts.path not in ("", "/"):
         raise UsageError(
@@ -392,9 +396,7 @@ def _retrieve_lost_connection_error(client: aiomqtt.Client) -> None:
 
 def _refuses_protocol(exc: MqttConnectError) -> bool:
     code = exc.rc
-    value = code.value if isinstance(code, ReasonCode) else code
-    refusals = (_UNSUPPORTED_PROTOCOL_VERSION, paho.CONNACK_REFUSED_PROTOCOL_VERSION)
-    return value in refusals
+    return isinstance(code, ReasonCode) and code.value == _UNSUPPORTED_PROTOCOL_VERSION
 
 
 def _connack_reason(exc: MqttConnectError) -> str:
