@@ -22,7 +22,7 @@ How a timeline is made:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -46,6 +46,8 @@ NS = 1_000_000_000
 DAY_NS = 86_400 * NS
 
 Int64Array = npt.NDArray[np.int64]
+# A client or group as the engine sees it: id, group, profile, grace seconds.
+Member = tuple[str, str | None, int, int]
 
 # State codes of the sweep, in order of precedence (higher wins).
 _NO_EVENT, _EVENT, _OVERRIDE_ON, _OVERRIDE_OFF = 0, 1, 2, 3
@@ -74,11 +76,14 @@ class Fleet:
     ``profiles``: index ``profile`` (0..n-1); columns ``lead_ns``, ``gap_ns``.
     ``sources``: columns ``owner_kind``, ``owner``, ``profile``: the
     occurrences of that owner feed that profile.
+    ``groups``: index ``group_id``; columns ``group_id``, ``profile`` (the
+    group's own, for group topics), ``grace_seconds``.
     """
 
     clients: pd.DataFrame
     profiles: pd.DataFrame
     sources: pd.DataFrame
+    groups: pd.DataFrame = field(default_factory=lambda: _members([]))
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Timeline:
     end: int
     segments: pd.DataFrame
     clients: pd.DataFrame
+    groups: pd.DataFrame = field(default_factory=lambda: _members([]))
 
     def at(self, instant: int) -> pd.DataFrame:
         """Each client's segment at ``instant`` (ns), one row per client.
@@ -103,12 +109,24 @@ class Timeline:
         ``desired_state``, ``reason``, ``window_start``, ``window_end``,
         ``start_known``, ``end_known``; index ``client_id``.
         """
+        return self._at(self.clients, instant)
+
+    def groups_at(self, instant: int) -> pd.DataFrame:
+        """Each group's own segment at ``instant``: its events, no overrides.
+
+        The columns of :meth:`at`; index ``group_id``.
+        """
+        return self._at(self.groups, instant)
+
+    def _at(self, members: pd.DataFrame, instant: int) -> pd.DataFrame:
         if not self.start <= instant < self.end:
             raise ValueError(f"instant {instant} outside the timeline")
         seg = self.segments
         current = seg[(seg["start"] <= instant) & (seg["end"] > instant)]
-        rows = current.set_index("profile").reindex(self.clients["profile"])
-        return self._describe(rows.reset_index(drop=True), self.clients.index)
+        rows = current.set_index("profile").reindex(members["profile"])
+        described = self._describe(rows.reset_index(drop=True), members)
+        described.index.name = members.index.name
+        return described
 
     def client_segments(self, start: int, end: int) -> pd.DataFrame:
         """Every client's segments clipped to ``[start, end)``, in CSV order."""
@@ -120,16 +138,16 @@ class Timeline:
         rows["end"] = rows["end"].clip(upper=end)
         rows = rows.sort_values(["client_id", "start"], kind="stable")
         rows = rows.reset_index(drop=True)
-        described = self._describe(rows, pd.Index(rows["client_id"]))
+        described = self._describe(rows, self.clients.loc[rows["client_id"]])
         return described.reset_index()
 
-    def _describe(self, rows: pd.DataFrame, client_ids: pd.Index) -> pd.DataFrame:
+    def _describe(self, rows: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
+        """Rows of segments, one per member (client or group), made readable."""
         code = rows["code"].to_numpy(dtype=np.int64)
-        clients = self.clients.loc[client_ids]
         out = pd.DataFrame(
             {
-                "group_id": clients["group_id"].to_numpy(),
-                "grace_seconds": clients["grace_seconds"].to_numpy(),
+                "group_id": members["group_id"].to_numpy(),
+                "grace_seconds": members["grace_seconds"].to_numpy(),
                 "start": rows["start"].to_numpy(dtype=np.int64),
                 "end": rows["end"].to_numpy(dtype=np.int64),
                 "desired_state": _DESIRED_STATE[code],
@@ -137,7 +155,7 @@ class Timeline:
                 "window_start": rows["window_start"].to_numpy(dtype=np.int64),
                 "window_end": rows["window_end"].to_numpy(dtype=np.int64),
             },
-            index=pd.Index(client_ids.to_numpy(), name="client_id"),
+            index=pd.Index(members.index.to_numpy(), name="client_id"),
         )
         out["start_known"] = out["start"] > self.start
         out["end_known"] = out["end"] < self.end
@@ -149,7 +167,7 @@ def fleet_of(schedule: Schedule) -> Fleet:
     client_owners = {e.owner_id for e in schedule.events if e.owner_kind == "client"}
     group_ids = sorted(schedule.groups)
     profile_of_group = {g: i for i, g in enumerate(group_ids)}
-    rows = []
+    rows: list[Member] = []
     profile_rows = [
         (schedule.groups[g].lead_seconds, schedule.groups[g].merge_gap_seconds)
         for g in group_ids
@@ -170,21 +188,34 @@ def fleet_of(schedule: Schedule) -> Fleet:
             if client.group_id is not None:
                 sources.append(("group", client.group_id, profile))
         rows.append((client.id, client.group_id, profile, client.grace_seconds))
-    return _fleet(rows, profile_rows, sources)
+    groups: list[Member] = [
+        (g, g, profile_of_group[g], schedule.groups[g].grace_seconds) for g in group_ids
+    ]
+    return _fleet(rows, profile_rows, sources, groups)
 
 
 def _fleet(
-    rows: list[tuple[str, str | None, int, int]],
+    rows: list[Member],
     profile_rows: list[tuple[int, int]],
     sources: list[tuple[str, str, int]],
+    groups: list[Member] | None = None,
 ) -> Fleet:
-    clients = pd.DataFrame(
-        rows, columns=["client_id", "group_id", "profile", "grace_seconds"]
-    ).set_index("client_id")
     settings = np.array(profile_rows, dtype=np.int64).reshape(-1, 2) * NS
     profiles = pd.DataFrame({"lead_ns": settings[:, 0], "gap_ns": settings[:, 1]})
     source_frame = pd.DataFrame(sources, columns=["owner_kind", "owner", "profile"])
-    return Fleet(clients=clients, profiles=profiles, sources=source_frame)
+    return Fleet(
+        clients=_members(rows),
+        profiles=profiles,
+        sources=source_frame,
+        groups=_members(groups or [], index="group_id"),
+    )
+
+
+def _members(rows: list[Member], index: str = "client_id") -> pd.DataFrame:
+    """Clients or groups: their group, profile and grace, indexed by their id."""
+    columns = ["id", "group_id", "profile", "grace_seconds"]
+    frame = pd.DataFrame(rows, columns=columns).set_index("id")
+    return frame.rename_axis(index)
 
 
 def compute_timeline(schedule: Schedule, start: datetime, end: datetime) -> Timeline:
@@ -259,7 +290,13 @@ def build_timeline(
 
     edges = _edges(ew_p, ew_s, ew_e, ow_k, ow_s, ow_e)
     segments = _segments(edges, len(fleet.profiles), start, end)
-    return Timeline(start=start, end=end, segments=segments, clients=fleet.clients)
+    return Timeline(
+        start=start,
+        end=end,
+        segments=segments,
+        clients=fleet.clients,
+        groups=fleet.groups,
+    )
 
 
 def _feed_profiles(fleet: Fleet, occurrences: pd.DataFrame) -> pd.DataFrame:

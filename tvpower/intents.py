@@ -74,9 +74,22 @@ class Intent:
         name = json.dumps(meaning, sort_keys=True, separators=(",", ":"))
         return str(uuid.uuid5(_ID_NAMESPACE, name))
 
-    def payload(self, issued_at: datetime, ttl_seconds: int) -> dict[str, Any]:
-        """The v1 payload published at ``issued_at``, valid for ``ttl_seconds``."""
+    def payload(
+        self,
+        issued_at: datetime,
+        ttl_seconds: int,
+        *,
+        valid_until: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The v1 payload published at ``issued_at``, valid for ``ttl_seconds``.
+
+        ``valid_until``, when later, extends ``expires_at`` to it: the opt-in
+        policy that keeps an ``on`` intent valid to its window's end.
+        """
         issued = issued_at.astimezone(UTC).replace(microsecond=0)
+        expires = issued + timedelta(seconds=ttl_seconds)
+        if valid_until is not None:
+            expires = max(expires, valid_until.astimezone(UTC).replace(microsecond=0))
         window = None
         if self.window is not None:
             window = {"start": self.window[0], "end": self.window[1]}
@@ -84,7 +97,7 @@ class Intent:
             "schema_version": SCHEMA_VERSION,
             "intent_id": self.intent_id,
             "issued_at": format_instant(issued),
-            "expires_at": format_instant(issued + timedelta(seconds=ttl_seconds)),
+            "expires_at": format_instant(expires),
             "target": self.target,
             "power": {
                 "desired_state": self.desired_state,
@@ -95,20 +108,24 @@ class Intent:
         }
 
 
-def intents_from(current: pd.DataFrame) -> dict[str, Intent]:
-    """Each client's intent from :meth:`tvpower.engine.Timeline.at` rows."""
+def intents_from(current: pd.DataFrame, *, groups: bool = False) -> dict[str, Intent]:
+    """Each client's intent from :meth:`tvpower.engine.Timeline.at` rows.
+
+    With ``groups``, rows of :meth:`~tvpower.engine.Timeline.groups_at`
+    give each group's intent for its group topic, which names no client.
+    """
     texts = current.assign(
         start_text=_format_ns(current["start"].to_numpy()),
         window_start_text=_format_ns(current["window_start"].to_numpy()),
         window_end_text=_format_ns(current["window_end"].to_numpy()),
     )
-    return {str(row.Index): _intent(row) for row in texts.itertuples()}
+    return {str(row.Index): _intent(row, groups) for row in texts.itertuples()}
 
 
-def _intent(row: Any) -> Intent:
+def _intent(row: Any, group: bool) -> Intent:
     on = row.desired_state == "on"
     return Intent(
-        client_id=str(row.Index),
+        client_id=None if group else str(row.Index),
         group_id=row.group_id if isinstance(row.group_id, str) else None,
         desired_state=row.desired_state,
         reason=row.reason,

@@ -6,6 +6,14 @@ when the broker refuses version 5 (amqtt, the embedded broker, speaks
 broker's PUBACK arrived; on MQTT 5 a PUBACK with a failure reason_code
 counts as a failure, and the Message Expiry Interval is set.
 
+For ``mqtts://`` brokers it checks the broker's certificate against the
+system's CAs or the ``ca_file`` of :class:`TlsOptions`, and the host name
+in it, and can prove its own identity with a client certificate (mutual
+TLS). The :class:`ssl.SSLContext` is built with the publisher, so a CA,
+certificate or key file it cannot use is a :class:`UsageError` before any
+connection is tried. The password never appears in a log record, a repr or
+an error message.
+
 It is built on aiomqtt for the connection, but sends PUBLISH packets through
 aiomqtt's paho-mqtt client directly: aiomqtt 2.5 drops the PUBACK's
 reason_code, and its per-publish timeout also runs while a burst waits in
@@ -24,6 +32,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 from urllib.parse import urlsplit
@@ -40,6 +49,7 @@ from tvpower.errors import BrokerError, UsageError
 __all__ = [
     "BrokerAddress",
     "MqttPublisher",
+    "TlsOptions",
     "default_client_id",
     "parse_broker_url",
 ]
@@ -53,6 +63,9 @@ DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 # reports that CONNACK with this reason_code too.
 _UNSUPPORTED_PROTOCOL_VERSION = 0x84
 _DEFAULT_IN_FLIGHT = 64
+# What OpenSSL wraps around its reasons: "[SSL: CODE] " before, " (_ssl.c:123)"
+# after.
+_OPENSSL_DECORATION = re.compile(r"\[[A-Z0-9_]+(?:: [A-Z0-9_]+)?\] | \(_ssl\.c:\d+\)")
 
 _Callback = Callable[..., None]
 
@@ -68,6 +81,25 @@ class BrokerAddress:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """How to check an ``mqtts://`` broker, and how to prove who we are to it.
+
+    ``ca_file`` holds the PEM certificates of the CAs to trust instead of
+    the system's. ``cert_file`` is a PEM client certificate for mutual TLS,
+    ``key_file`` its unencrypted private key (left out when ``cert_file``
+    holds both). ``insecure`` stops checking that the broker's certificate
+    names the host connected to. That is unsafe: anyone holding any
+    certificate from a trusted CA can then pose as the broker. It is meant
+    for lab setups only; the certificate chain is still verified.
+    """
+
+    ca_file: Path | None
+    cert_file: Path | None
+    key_file: Path | None
+    insecure: bool = False
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
@@ -115,13 +147,27 @@ class _ProtocolRefusedError(Exception):
     """The broker answered CONNECT with "Unsupported Protocol Version"."""
 
 
+class _ClosedBeforeConnackError(aiomqtt.MqttError):
+    """The broker closed the connection after CONNECT, without a CONNACK."""
+
+
+class _EncryptedKeyError(Exception):
+    """A private key needs a passphrase, and we have none to give."""
+
+
 class MqttPublisher:
     """A connection that publishes retained QoS 1 messages, as a context manager.
 
     ``protocol`` is ``"5"`` or ``"3.1.1"`` once connected. Any number of
     :meth:`publish` calls may be awaited at once; at most ``max_in_flight``
     (or the broker's Receive Maximum, if lower) wait for their PUBACK at a
-    time, and each waits at most ``timeout`` seconds for it.
+    time, and each waits at most ``timeout`` seconds for it, as connecting
+    waits for the TCP connection, the TLS handshake and the CONNACK.
+
+    ``tls`` applies to ``mqtts://`` addresses only. Raises
+    :class:`UsageError` at once for a file in ``tls`` it cannot use, for
+    TLS options with an ``mqtt://`` address, and for a password without a
+    username.
     """
 
     def __init__(
@@ -134,7 +180,11 @@ class MqttPublisher:
         password: str | None = None,
         timeout: float = 10.0,
         max_in_flight: int = _DEFAULT_IN_FLIGHT,
+        tls: TlsOptions | None = None,
     ) -> None:
+        if password is not None and username is None:
+            # aiomqtt would drop the password silently.
+            raise UsageError("password: expected a username with it, got none")
         self.address = address
         self.client_id = client_id
         self.protocol = ""
@@ -147,6 +197,8 @@ class MqttPublisher:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
         self._lost: BrokerError | None = None
+        self._socket_error = ""
+        self._tls_context = _tls_context_for(address, tls)
 
     @property
     def connected(self) -> bool:
@@ -223,13 +275,30 @@ class MqttPublisher:
             raise BrokerError(
                 f"broker {self.address} refused the connection: {_connack_reason(exc)}"
             ) from exc
-        except aiomqtt.MqttError as exc:
+        except _ClosedBeforeConnackError as exc:
             raise BrokerError(
-                f"cannot connect to broker {self.address}: {exc}"
+                f"broker {self.address} closed the connection before CONNACK{exc}"
             ) from exc
+        except aiomqtt.MqttError as exc:
+            raise self._connect_error(exc) from exc.__context__ or exc
         self._client = client
         self._lost = None
         self.protocol = "5" if version is aiomqtt.ProtocolVersion.V5 else "3.1.1"
+
+    def _connect_error(self, exc: aiomqtt.MqttError) -> BrokerError:
+        # aiomqtt raises the socket's error as a message, "from None".
+        error = exc.__context__
+        if isinstance(error, ssl.SSLError):
+            return BrokerError(
+                f"TLS handshake with broker {self.address} failed: "
+                f"{_without_openssl_decoration(str(error))}"
+            )
+        if isinstance(error, TimeoutError):
+            return BrokerError(
+                f"cannot connect to broker {self.address}: "
+                f"no answer within {self._timeout:g} s"
+            )
+        return BrokerError(f"cannot connect to broker {self.address}: {exc}")
 
     def _new_client(self, version: aiomqtt.ProtocolVersion) -> aiomqtt.Client:
         client = aiomqtt.Client(
@@ -244,16 +313,18 @@ class MqttPublisher:
             # The semaphore in publish() is the only limit on PUBLISH packets
             # in flight; paho's own limit would queue them behind our timeout.
             max_inflight_messages=0,
-            tls_context=ssl.create_default_context() if self.address.tls else None,
+            tls_context=self._tls_context,
         )
-        self._hook(_paho_client(client))
+        self._socket_error = ""
+        self._hook(client)
         return client
 
-    def _hook(self, paho_client: paho.Client) -> None:
+    def _hook(self, aiomqtt_client: aiomqtt.Client) -> None:
         """Hear CONNACK properties, every PUBACK, and a lost connection.
 
         aiomqtt's own CONNACK and DISCONNECT callbacks still run after ours.
         """
+        paho_client = _paho_client(aiomqtt_client)
         # paho types these as a union of its v1 and v2 callback signatures;
         # aiomqtt sets v2 ones.
         aiomqtt_on_connect = cast(_Callback | None, paho_client.on_connect)
@@ -278,12 +349,14 @@ class MqttPublisher:
             properties: Properties | None,
         ) -> None:
             self._on_disconnect(reason_code)
+            self._end_connack_wait(aiomqtt_client)
             if aiomqtt_on_disconnect is not None:
                 aiomqtt_on_disconnect(client, userdata, flags, reason_code, properties)
 
         paho_client.on_connect = on_connect
         paho_client.on_disconnect = on_disconnect
         paho_client.on_publish = self._on_puback
+        paho_client.on_log = self._on_log
         paho_client.on_socket_register_write = _socket_watcher(
             asyncio.get_running_loop(), self._on_disconnect
         )
@@ -313,6 +386,20 @@ class MqttPublisher:
         puback = asyncio.get_running_loop().create_future()
         self._pubacks[info.mid] = puback
         return info.mid, puback
+
+    def _end_connack_wait(self, client: aiomqtt.Client) -> None:
+        # aiomqtt waits for a CONNACK until its timeout even when the broker
+        # has closed the connection (a TLS alert for a missing client
+        # certificate arrives only after the handshake). Stop it waiting.
+        connack = client._connected
+        if not connack.done():
+            detail = f": {self._socket_error}" if self._socket_error else ""
+            connack.set_exception(_ClosedBeforeConnackError(detail))
+
+    def _on_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
+        # paho reports why a socket failed only in its log.
+        if level == paho.MQTT_LOG_ERR:
+            self._socket_error = _without_openssl_decoration(buf)
 
     def _on_connack(self, properties: Properties | None) -> None:
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
@@ -345,6 +432,110 @@ class MqttPublisher:
         for puback in self._pubacks.values():
             if not puback.done():
                 puback.set_exception(error)
+
+
+def _tls_context_for(
+    address: BrokerAddress, tls: TlsOptions | None
+) -> ssl.SSLContext | None:
+    """The one SSLContext for ``address``, or None for ``mqtt://``."""
+    options = tls or TlsOptions(None, None, None)
+    if not address.tls:
+        given = [name for name, path in _tls_files(options) if path is not None]
+        if given or options.insecure:
+            option = given[0] if given else "insecure"
+            raise UsageError(
+                f"{option}: expected an mqtts:// broker URL, got mqtt://{address}"
+            )
+        return None
+    context = _tls_context(options)
+    if options.insecure:
+        logger.warning(
+            "broker %s: host name verification is off (insecure); "
+            "any certificate from a trusted CA passes as the broker's",
+            address,
+        )
+    return context
+
+
+def _tls_files(options: TlsOptions) -> list[tuple[str, Path | None]]:
+    return [
+        ("ca_file", options.ca_file),
+        ("cert_file", options.cert_file),
+        ("key_file", options.key_file),
+    ]
+
+
+def _tls_context(options: TlsOptions) -> ssl.SSLContext:
+    """Verify the broker against ``ca_file``; present ``cert_file`` if given."""
+    for option, path in _tls_files(options):
+        if path is not None:
+            _check_readable(option, path)
+    if options.key_file is not None and options.cert_file is None:
+        raise UsageError(f"key_file: {options.key_file} given without a cert_file")
+
+    try:
+        context = ssl.create_default_context(cafile=options.ca_file)
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"ca_file: expected PEM certificates in {options.ca_file}, found none"
+        ) from exc
+    if options.cert_file is not None:
+        _load_client_certificate(context, options.cert_file, options.key_file)
+    # The chain stays verified (CERT_REQUIRED) either way.
+    context.check_hostname = not options.insecure
+    return context
+
+
+def _check_readable(option: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option}: cannot read {path}: {exc.strerror or exc}"
+        ) from exc
+
+
+def _load_client_certificate(
+    context: ssl.SSLContext, cert_file: Path, key_file: Path | None
+) -> None:
+    # load_cert_chain reports a missing certificate and a missing key alike
+    # ("PEM lib"); reading the certificate alone first tells them apart.
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cert_file)
+    except ssl.SSLError as exc:
+        raise UsageError(
+            f"cert_file: expected a PEM certificate in {cert_file}, found none"
+        ) from exc
+
+    key_option, key_path = (
+        ("key_file", key_file) if key_file else ("cert_file", cert_file)
+    )
+    try:
+        # Without a password callback, OpenSSL would prompt on the terminal.
+        context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+    except _EncryptedKeyError:
+        raise UsageError(
+            f"{key_option}: the private key in {key_path} is encrypted; "
+            "expected an unencrypted key"
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise UsageError(
+                f"{key_option}: the private key in {key_path} "
+                f"does not match the certificate in {cert_file}"
+            ) from exc
+        raise UsageError(
+            f"{key_option}: expected a PEM private key in {key_path}, found none"
+        ) from exc
+
+
+def _no_passphrase() -> str:
+    raise _EncryptedKeyError
+
+
+def _without_openssl_decoration(message: str) -> str:
+    return _OPENSSL_DECORATION.sub("", message).strip()
 
 
 def _paho_client(client: aiomqtt.Client) -> paho.Client:

@@ -1,7 +1,10 @@
 """``python -m tvpower.publish``: keep every client's power intent retained on a broker.
 
 Without ``--broker`` it starts an embedded MQTT broker and prints the URL
-subscribers should use. It runs until SIGINT or SIGTERM.
+subscribers should use. It watches the schedule and its calendars, and runs
+until SIGINT or SIGTERM. Every option can also come from an environment
+variable (``TVPOWER_...``) or a TOML file (``--config``); flags win over the
+environment, which wins over the file.
 """
 
 from __future__ import annotations
@@ -10,67 +13,193 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import configargparse
 
 from tvpower.broker import EmbeddedBroker
 from tvpower.cli import configure_logging, parse_instant, run_cli
 from tvpower.clock import Clock, ShiftedClock, SystemClock
 from tvpower.errors import BrokerError, UsageError
+from tvpower.metrics import Metrics
 from tvpower.mqtt import (
     BrokerAddress,
     MqttPublisher,
+    TlsOptions,
     default_client_id,
     parse_broker_url,
 )
-from tvpower.publisher import DEFAULT_TOPIC_PREFIX, Publisher
+from tvpower.publisher import (
+    DEFAULT_TOPIC_PREFIX,
+    Publisher,
+    PublisherOptions,
+    Selection,
+)
 from tvpower.schedule import load_schedule
+from tvpower.watch import watch_schedule
 
 logger = logging.getLogger("tvpower.publish")
 
 _RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> configargparse.ArgumentParser:
+    parser = configargparse.ArgumentParser(
         prog="python -m tvpower.publish",
         description="Publish every client's power intent, retained, and keep it "
         "right as the schedule's events begin and end.",
+        epilog="Precedence: flags, then TVPOWER_* environment variables, then the "
+        "[tvpower] table of the --config TOML file (keys as the long flags without "
+        'dashes in front, e.g. topic-prefix = "screens").',
+        config_file_parser_class=configargparse.TomlConfigParser(["tvpower"]),
     )
-    parser.add_argument("--schedule", required=True, help="schedule file (YAML)")
-    parser.add_argument(
-        "--broker",
-        metavar="URL",
-        help="mqtt://HOST:PORT of an existing broker; without it an embedded "
-        "broker is started",
+    _add_source_options(parser)
+    _add_connection_options(parser)
+    _add_rollout_options(parser)
+    _add_output_options(parser)
+    return parser
+
+
+def _add_source_options(parser: configargparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("schedule and clock")
+    group.add_argument(
+        "--config", is_config_file=True, env_var="TVPOWER_CONFIG", help="TOML file"
     )
-    parser.add_argument(
-        "--listen",
-        default="127.0.0.1:1883",
-        metavar="HOST:PORT",
-        help="where the embedded broker listens; a taken port is replaced by a "
-        "free one (default: %(default)s)",
+    group.add_argument(
+        "--schedule", env_var="TVPOWER_SCHEDULE", help="schedule file (YAML), required"
     )
-    parser.add_argument(
+    group.add_argument(
         "--now",
         metavar="INSTANT",
+        env_var="TVPOWER_NOW",
         help="start the clock at this instant instead of the wall clock "
         "(ISO 8601 with Z or an offset, or local time in the schedule's zone)",
     )
-    parser.add_argument(
-        "--client-id", help="MQTT client id (default: unique per process)"
+
+
+def _add_connection_options(parser: configargparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker")
+    group.add_argument(
+        "--broker",
+        metavar="URL",
+        env_var="TVPOWER_BROKER",
+        help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT] of an existing broker; "
+        "without it an embedded broker is started",
     )
-    parser.add_argument(
-        "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, help="(default: %(default)s)"
+    group.add_argument(
+        "--listen",
+        default="127.0.0.1:1883",
+        metavar="HOST:PORT",
+        env_var="TVPOWER_LISTEN",
+        help="where the embedded broker listens; a taken port is replaced by a "
+        "free one (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--client-id",
+        env_var="TVPOWER_CLIENT_ID",
+        help="MQTT client id (default: unique per process)",
+    )
+    group.add_argument("--username", env_var="TVPOWER_USERNAME")
+    group.add_argument(
+        "--password-file",
+        type=Path,
+        env_var="TVPOWER_PASSWORD_FILE",
+        help="file holding the password (or set TVPOWER_PASSWORD); never logged",
+    )
+    group.add_argument(
+        "--ca-file",
+        type=Path,
+        env_var="TVPOWER_CA_FILE",
+        help="CA certificates to trust for mqtts://",
+    )
+    group.add_argument(
+        "--cert-file",
+        type=Path,
+        env_var="TVPOWER_CERT_FILE",
+        help="client certificate for mutual TLS",
+    )
+    group.add_argument(
+        "--key-file",
+        type=Path,
+        env_var="TVPOWER_KEY_FILE",
+        help="key of the client certificate",
+    )
+    group.add_argument(
+        "--keepalive",
+        type=int,
+        default=60,
+        env_var="TVPOWER_KEEPALIVE",
+        help="MQTT keep-alive in seconds (default: %(default)s)",
+    )
+    group.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_TOPIC_PREFIX,
+        env_var="TVPOWER_TOPIC_PREFIX",
+        help="first topic level (default: %(default)s)",
+    )
+
+
+def _add_rollout_options(parser: configargparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("rollout")
+    group.add_argument(
+        "--only-groups",
+        metavar="G1,G2",
+        env_var="TVPOWER_ONLY_GROUPS",
+        help="publish only for the clients of these groups",
+    )
+    group.add_argument(
+        "--only-clients",
+        metavar="C1,C2",
+        env_var="TVPOWER_ONLY_CLIENTS",
+        help="publish only for these clients (with --only-groups: both)",
+    )
+    group.add_argument(
+        "--dry-run",
+        action="store_true",
+        env_var="TVPOWER_DRY_RUN",
+        help="log every intent it would publish; connect to nothing",
+    )
+    group.add_argument(
+        "--group-topics",
+        action="store_true",
+        env_var="TVPOWER_GROUP_TOPICS",
+        help="also publish each group's intent to PREFIX/groups/GROUP/power/intent",
+    )
+    group.add_argument(
+        "--expiry-policy",
+        choices=["ttl", "window"],
+        default="ttl",
+        env_var="TVPOWER_EXPIRY_POLICY",
+        help="ttl: intents expire ttl_seconds after issue; window: an on intent "
+        "stays valid to its window's end plus grace (default: %(default)s)",
+    )
+
+
+def _add_output_options(parser: configargparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument(
+        "--metrics-port",
+        type=int,
+        env_var="TVPOWER_METRICS_PORT",
+        help="serve Prometheus metrics on this port",
+    )
+    group.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        env_var="TVPOWER_METRICS_HOST",
+        help="address of the metrics endpoint (default: %(default)s)",
+    )
+    group.add_argument(
         "--log-format",
         choices=["auto", "json", "pretty"],
         default="auto",
+        env_var="TVPOWER_LOG_FORMAT",
         help="pretty on a terminal, JSON lines otherwise (default: %(default)s)",
     )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,44 +209,114 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if not args.schedule:
+        raise UsageError(
+            "--schedule is required (or TVPOWER_SCHEDULE, or schedule in --config)"
+        )
+    metrics = Metrics()
     schedule = load_schedule(args.schedule)
+    metrics.schedule_loads.labels(outcome="accepted").inc()
+    selection = Selection(_names(args.only_groups), _names(args.only_clients))
+    selection.check(schedule)
+    options = PublisherOptions(
+        topic_prefix=args.topic_prefix,
+        selection=selection,
+        group_topics=args.group_topics,
+        expiry=args.expiry_policy,
+        dry_run=args.dry_run,
+    )
     clock: Clock = SystemClock()
     if args.now:
         clock = ShiftedClock(parse_instant(args.now, schedule.timezone, option="--now"))
-    address = parse_broker_url(args.broker) if args.broker else None
-    listen = _parse_listen(args.listen)
-    publisher = Publisher(schedule, clock, topic_prefix=args.topic_prefix)
-    client_id = args.client_id or default_client_id()
-    asyncio.run(_serve(publisher, address, listen, client_id))
+    publisher = Publisher(schedule, clock, options=options, metrics=metrics)
+    connection = _Connection.from_args(args)
+    if args.metrics_port is not None:
+        _serve_metrics(metrics, args.metrics_host, args.metrics_port)
+    asyncio.run(_serve(publisher, connection, Path(args.schedule)))
     return 0
 
 
-async def _serve(
-    publisher: Publisher,
-    address: BrokerAddress | None,
-    listen: tuple[str, int],
-    client_id: str,
-) -> None:
+class _Connection:
+    """How to reach the broker, from the options; the password stays here."""
+
+    def __init__(
+        self,
+        address: BrokerAddress | None,
+        listen: tuple[str, int],
+        *,
+        client_id: str,
+        keepalive: int,
+        username: str | None,
+        password: str | None,
+        tls: TlsOptions | None,
+    ) -> None:
+        self.address = address
+        self.listen = listen
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.username = username
+        self._password = password
+        self.tls = tls
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> _Connection:
+        address = parse_broker_url(args.broker) if args.broker else None
+        tls = None
+        if address is not None and address.tls:
+            tls = TlsOptions(args.ca_file, args.cert_file, args.key_file)
+        return cls(
+            address,
+            _parse_listen(args.listen),
+            client_id=args.client_id or default_client_id(),
+            keepalive=args.keepalive,
+            username=args.username,
+            password=_password(args.password_file),
+            tls=tls,
+        )
+
+    def publisher(self, address: BrokerAddress) -> MqttPublisher:
+        return MqttPublisher(
+            address,
+            client_id=self.client_id,
+            keepalive=self.keepalive,
+            username=self.username,
+            password=self._password,
+            tls=self.tls,
+        )
+
+
+async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) -> None:
     stop = _stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
+        watcher = asyncio.create_task(watch_schedule(schedule, publisher, stop))
+        stack.push_async_callback(_cancel, watcher)
+        if publisher.options.dry_run:
+            await publisher.run(None, stop)
+            return
+        address = connection.address
         if address is None:
-            broker = await stack.enter_async_context(EmbeddedBroker(*listen))
+            broker = EmbeddedBroker(*connection.listen)
+            await stack.enter_async_context(broker)
             _announce(broker, publisher.topic_prefix)
             address = parse_broker_url(broker.url)
-        await _publish_until_stopped(publisher, address, client_id, stop)
-    logger.info("stopped", extra={"fields": {"client_id": client_id}})
+        await _publish_until_stopped(publisher, connection, address, stop)
+    logger.info("stopped", extra={"fields": {"client_id": connection.client_id}})
 
 
 async def _publish_until_stopped(
-    publisher: Publisher, address: BrokerAddress, client_id: str, stop: asyncio.Event
+    publisher: Publisher,
+    connection: _Connection,
+    address: BrokerAddress,
+    stop: asyncio.Event,
 ) -> None:
     """Connect, publish, and reconnect with backoff whenever the link drops."""
     failures = 0
     while not stop.is_set():
         try:
-            async with MqttPublisher(address, client_id=client_id) as sink:
+            async with connection.publisher(address) as sink:
                 failures = 0
-                _log_connected(address, sink.protocol, client_id)
+                publisher.metrics.connected.set(1)
+                _log_connected(address, sink.protocol, connection.client_id)
                 publisher.forget_acknowledged()
                 await publisher.run(sink, stop)
         except BrokerError as exc:
@@ -127,6 +326,14 @@ async def _publish_until_stopped(
             logger.warning("broker unavailable", extra={"fields": fields})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            publisher.metrics.connected.set(0)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -153,13 +360,34 @@ def _announce(broker: EmbeddedBroker, prefix: str) -> None:
     )
 
 
+def _serve_metrics(metrics: Metrics, host: str, port: int) -> None:
+    try:
+        metrics.serve(port, host)
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror}"
+        ) from None
+    logger.info("metrics", extra={"fields": {"url": f"http://{host}:{port}/metrics"}})
+
+
 def _log_connected(address: BrokerAddress, protocol: str, client_id: str) -> None:
-    fields = {
-        "broker": f"{address.host}:{address.port}",
-        "protocol": protocol,
-        "client_id": client_id,
-    }
+    fields = {"broker": str(address), "protocol": protocol, "client_id": client_id}
     logger.info("connected", extra={"fields": fields})
+
+
+def _names(text: str | None) -> frozenset[str]:
+    return frozenset(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def _password(path: Path | None) -> str | None:
+    if path is None:
+        return os.environ.get("TVPOWER_PASSWORD")
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\n")
+    except OSError as exc:
+        raise UsageError(
+            f"--password-file: cannot read {path}: {exc.strerror}"
+        ) from None
 
 
 def _parse_listen(text: str) -> tuple[str, int]:

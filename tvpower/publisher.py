@@ -1,11 +1,15 @@
 """The publisher: keeps every client's retained intent right as time passes.
 
-It is level-triggered. Each pass computes the intent every client should
-have now, compares it with what the broker last acknowledged, and publishes
+It is level-triggered. Each pass computes the intent every topic should
+hold now, compares it with what the broker last acknowledged, and publishes
 only the differences and the refreshes that are due; then it sleeps until
-the next transition or refresh. On every (re)connect what was acknowledged
-is forgotten, so every client's intent is published again: the broker may
-have lost its retained store.
+the next transition, refresh or retry, or until the schedule changes. On
+every (re)connect what was acknowledged is forgotten, so every intent is
+published again: the broker may have lost its retained store.
+
+A publish counts only when the broker acknowledged it (PUBACK). A failed one
+is retried with backoff on a later pass, with whatever intent is due then:
+an intent superseded before it could be sent is never sent.
 """
 
 from __future__ import annotations
@@ -14,26 +18,43 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+import pandas as pd
 
 from tvpower.clock import Clock
 from tvpower.engine import Timeline, timeline_around
-from tvpower.errors import BrokerError
+from tvpower.errors import BrokerError, UsageError
 from tvpower.intents import Intent, encode, intents_from
+from tvpower.metrics import Metrics
 from tvpower.schedule import Schedule
 
-__all__ = ["IntentSink", "Publisher", "intent_topic"]
+__all__ = [
+    "ExpiryPolicy",
+    "IntentSink",
+    "Publisher",
+    "PublisherOptions",
+    "Selection",
+    "group_topic",
+    "intent_topic",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOPIC_PREFIX = "infoscreen"
+NS = 1_000_000_000
 # Publishes in flight at once: enough to keep a broker busy, few enough not
-# to flood a small one.
+# to flood a small one (the MQTT seam keeps to the broker's own limit too).
 _MAX_IN_FLIGHT = 256
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+#: ``ttl``: every intent expires ``ttl_seconds`` after it is issued.
+#: ``window``: an ``on`` intent stays valid at least to its window's end
+#: plus grace, so an outage mid-event cannot switch TVs off.
+ExpiryPolicy = Literal["ttl", "window"]
 
 
 class IntentSink(Protocol):
@@ -57,6 +78,45 @@ class IntentSink(Protocol):
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The clients and groups a rollout is limited to; empty means all."""
+
+    groups: frozenset[str] = frozenset()
+    clients: frozenset[str] = frozenset()
+
+    def includes_client(self, client_id: str, group_id: str | None) -> bool:
+        if not self.groups and not self.clients:
+            return True
+        return client_id in self.clients or group_id in self.groups
+
+    def includes_group(self, group_id: str) -> bool:
+        if not self.groups and not self.clients:
+            return True
+        return group_id in self.groups
+
+    def check(self, schedule: Schedule) -> None:
+        """Refuse names the schedule does not know: a typo would publish nothing."""
+        for option, names, known in (
+            ("--only-groups", self.groups, schedule.groups),
+            ("--only-clients", self.clients, schedule.clients),
+        ):
+            unknown = sorted(names - set(known))
+            if unknown:
+                raise UsageError(
+                    f"{option}: not in {schedule.path}: {', '.join(unknown)}"
+                )
+
+
+@dataclass(frozen=True)
+class PublisherOptions:
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    selection: Selection = field(default_factory=Selection)
+    group_topics: bool = False
+    expiry: ExpiryPolicy = "ttl"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
 class _Delivered:
     intent_id: str
     issued_at: datetime
@@ -67,6 +127,11 @@ def intent_topic(prefix: str, client_id: str) -> str:
     return f"{prefix}/{client_id}/power/intent"
 
 
+def group_topic(prefix: str, group_id: str) -> str:
+    """The optional per-group intent topic."""
+    return f"{prefix}/groups/{group_id}/power/intent"
+
+
 class Publisher:
     """Publishes the intents of ``schedule`` on the time of ``clock``."""
 
@@ -75,64 +140,91 @@ class Publisher:
         schedule: Schedule,
         clock: Clock,
         *,
-        topic_prefix: str = DEFAULT_TOPIC_PREFIX,
-        around: Callable[[Schedule, datetime], Timeline] = timeline_around,
+        options: PublisherOptions | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.schedule = schedule
+        self.options = options or PublisherOptions()
         self.clock = clock
-        self.topic_prefix = topic_prefix
-        self._around = around
+        self.metrics = metrics or Metrics()
+        self.schedule = schedule
         self._timeline: Timeline | None = None
         self._acknowledged: dict[str, _Delivered] = {}
-        self._failures = 0
+        self._meaning: dict[str, str] = {}
+        self._attempts: dict[str, int] = {}
+        self._changed = asyncio.Event()
+        self.metrics.watch_retained_age(self._retained_age)
+        self._count_clients()
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.options.topic_prefix
 
     @property
     def ttl(self) -> timedelta:
         return timedelta(seconds=self.schedule.ttl_seconds)
 
+    def replace_schedule(self, schedule: Schedule) -> None:
+        """Use ``schedule`` from now on; clients it does not affect get nothing."""
+        self.schedule = schedule
+        self._timeline = None
+        self._count_clients()
+        self._changed.set()
+
+    def forget_acknowledged(self) -> None:
+        """After a (re)connect: publish every intent again."""
+        self._acknowledged.clear()
+
     def desired(self, now: datetime) -> tuple[dict[str, Intent], datetime]:
-        """Every client's intent at ``now``, and when the next one changes."""
-        current = self._current(now)
-        intents = intents_from(current)
-        next_change = int(current["end"].min()) if len(current) else None
+        """Every topic's intent at ``now``, and when the next one changes."""
+        clients, groups = self._current(now)
+        intents = {
+            intent_topic(self.topic_prefix, c): intent
+            for c, intent in intents_from(clients).items()
+            if self.options.selection.includes_client(c, intent.group_id)
+        }
+        ends = [clients["end"]]
+        if self.options.group_topics:
+            for g, intent in intents_from(groups, groups=True).items():
+                if self.options.selection.includes_group(g):
+                    intents[group_topic(self.topic_prefix, g)] = intent
+            ends.append(groups["end"])
+        next_change = min((int(e.min()) for e in ends if len(e)), default=None)
         if next_change is None:
             return intents, now + self.ttl
         return intents, _from_ns(next_change)
 
-    def forget_acknowledged(self) -> None:
-        """After a (re)connect: publish every client's intent again."""
-        self._acknowledged.clear()
+    async def run(self, sink: IntentSink | None, stop: asyncio.Event) -> None:
+        """Reconcile until ``stop`` is set or the connection is lost.
 
-    async def run(self, sink: IntentSink, stop: asyncio.Event) -> None:
-        """Reconcile until ``stop`` is set or the connection is lost."""
+        ``sink`` may be None only in a dry run.
+        """
         while not stop.is_set():
+            self._changed.clear()
             wake = await self.reconcile(sink)
-            if not sink.connected:
+            if sink is not None and not sink.connected:
                 raise BrokerError("connection to the broker lost")
-            await _sleep_until(self.clock, wake, stop)
+            await _sleep_until(self.clock, wake, stop, self._changed)
 
-    async def reconcile(self, sink: IntentSink) -> datetime:
+    async def reconcile(self, sink: IntentSink | None) -> datetime:
         """One pass: publish what differs or is due; return when to wake."""
         now = self.clock.now()
         intents, next_change = self.desired(now)
-        due = [c for c, intent in intents.items() if self._is_due(intent, now)]
-        results = await self._publish_all(sink, ((c, intents[c]) for c in due), now)
-        self._failures = 0 if all(results) else self._failures + 1
+        due = [(t, i) for t, i in intents.items() if self._is_due(t, i, now)]
+        await self._publish_all(sink, due)
         return min(next_change, self._next_refresh(now), self._next_retry(now))
 
-    def _current(self, now: datetime) -> Any:
-        instant = int(now.timestamp()) * 1_000_000_000
+    def _current(self, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+        instant = int(now.timestamp()) * NS
         timeline = self._timeline
         if timeline is not None and timeline.start <= instant < timeline.end:
-            current = timeline.at(instant)
-            on = current["desired_state"] == "on"
-            if (current["start_known"] & (current["end_known"] | ~on)).all():
-                return current
-        self._timeline = self._around(self.schedule, now)
-        return self._timeline.at(instant)
+            clients, groups = timeline.at(instant), timeline.groups_at(instant)
+            if _certain(clients) and _certain(groups):
+                return clients, groups
+        self._timeline = timeline_around(self.schedule, now)
+        return self._timeline.at(instant), self._timeline.groups_at(instant)
 
-    def _is_due(self, intent: Intent, now: datetime) -> bool:
-        delivered = self._acknowledged.get(intent.client_id or "")
+    def _is_due(self, topic: str, intent: Intent, now: datetime) -> bool:
+        delivered = self._acknowledged.get(topic)
         if delivered is None or delivered.intent_id != intent.intent_id:
             return True
         return now >= delivered.issued_at + self.ttl / 2
@@ -142,42 +234,99 @@ class Publisher:
         return min(issued) + self.ttl / 2 if issued else now + self.ttl / 2
 
     def _next_retry(self, now: datetime) -> datetime:
-        if not self._failures:
+        failures = max(self._attempts.values(), default=0)
+        if not failures:
             return now + self.ttl
-        step = _RETRY_SECONDS[min(self._failures, len(_RETRY_SECONDS)) - 1]
+        step = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS)) - 1]
         return now + timedelta(seconds=step)
 
     async def _publish_all(
-        self, sink: IntentSink, due: Iterable[tuple[str, Intent]], now: datetime
-    ) -> list[bool]:
+        self, sink: IntentSink | None, due: Iterable[tuple[str, Intent]]
+    ) -> None:
         slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
 
-        async def one(client_id: str, intent: Intent) -> bool:
+        async def one(topic: str, intent: Intent) -> None:
             async with slots:
-                return await self._publish(sink, client_id, intent)
+                await self._publish(sink, topic, intent)
 
-        return list(await asyncio.gather(*(one(c, i) for c, i in due)))
+        await asyncio.gather(*(one(t, i) for t, i in due))
 
-    async def _publish(self, sink: IntentSink, client_id: str, intent: Intent) -> bool:
+    async def _publish(
+        self, sink: IntentSink | None, topic: str, intent: Intent
+    ) -> None:
         issued_at = self.clock.now()
-        payload = intent.payload(issued_at, self.schedule.ttl_seconds)
-        topic = intent_topic(self.topic_prefix, client_id)
+        payload = intent.payload(
+            issued_at, self.schedule.ttl_seconds, valid_until=self._valid_until(intent)
+        )
+        expires_at = datetime.fromisoformat(payload["expires_at"])
+        attempt = self._attempts.get(topic, 0) + 1
+        if expires_at <= self.clock.now():
+            self.metrics.skipped_expired.inc()
+            _log_attempt(topic, payload, "skipped_expired", None, 0.0, attempt)
+            return
+        outcome, error, latency = await self._send(sink, topic, payload, expires_at)
+        _log_attempt(topic, payload, outcome, error, latency, attempt)
+        self.metrics.publishes.labels(outcome=outcome).inc()
+        if outcome == "failed":
+            self._attempts[topic] = attempt
+            return
+        self.metrics.publish_latency.observe(latency)
+        self._acknowledged[topic] = _Delivered(intent.intent_id, issued_at)
+        self._attempts.pop(topic, None)
+        self._count_transition(topic, intent)
+
+    async def _send(
+        self,
+        sink: IntentSink | None,
+        topic: str,
+        payload: dict[str, Any],
+        expires_at: datetime,
+    ) -> tuple[str, str | None, float]:
+        """Publish; the outcome, the error if any, and the latency in seconds."""
+        if self.options.dry_run or sink is None:
+            return "dry_run", None, 0.0
+        remaining = int((expires_at - self.clock.now()).total_seconds())
         began = time.monotonic()
-        outcome, error = "acknowledged", None
         try:
             await sink.publish(
-                topic,
-                encode(payload),
-                message_expiry_seconds=self.schedule.ttl_seconds,
+                topic, encode(payload), message_expiry_seconds=max(remaining, 1)
             )
         except BrokerError as exc:
-            outcome, error = "failed", str(exc)
-        latency = time.monotonic() - began
-        _log_attempt(topic, payload, outcome, error, latency, self._failures + 1)
-        if outcome == "acknowledged":
-            delivered = _Delivered(payload["intent_id"], issued_at)
-            self._acknowledged[client_id] = delivered
-        return outcome == "acknowledged"
+            return "failed", str(exc), time.monotonic() - began
+        return "acknowledged", None, time.monotonic() - began
+
+    def _valid_until(self, intent: Intent) -> datetime | None:
+        if self.options.expiry != "window" or intent.window is None:
+            return None
+        window_end = datetime.fromisoformat(intent.window[1])
+        return window_end + timedelta(seconds=intent.grace_seconds)
+
+    def _count_transition(self, topic: str, intent: Intent) -> None:
+        previous = self._meaning.get(topic)
+        if previous is not None and previous != intent.intent_id:
+            self.metrics.transitions.labels(desired_state=intent.desired_state).inc()
+        self._meaning[topic] = intent.intent_id
+
+    def _count_clients(self) -> None:
+        selection = self.options.selection
+        known = [
+            c
+            for c in self.schedule.clients.values()
+            if selection.includes_client(c.id, c.group_id)
+        ]
+        self.metrics.clients_known.set(len(known))
+
+    def _retained_age(self) -> float:
+        issued = [d.issued_at for d in self._acknowledged.values()]
+        if not issued:
+            return 0.0
+        return (self.clock.now() - min(issued)).total_seconds()
+
+
+def _certain(current: pd.DataFrame) -> bool:
+    """Whether every segment at the instant lies inside the computed range."""
+    on = current["desired_state"] == "on"
+    return bool((current["start_known"] & (current["end_known"] | ~on)).all())
 
 
 def _log_attempt(
@@ -205,21 +354,28 @@ def _log_attempt(
     }
     if error is not None:
         fields["error"] = error
-    level = logging.INFO if outcome == "acknowledged" else logging.WARNING
+    level = (
+        logging.WARNING if outcome in ("failed", "skipped_expired") else logging.INFO
+    )
     logger.log(level, "publish", extra={"fields": fields})
 
 
-async def _sleep_until(clock: Clock, wake: datetime, stop: asyncio.Event) -> None:
-    """Sleep until ``wake`` on ``clock``, or until ``stop`` is set."""
-    while not stop.is_set() and clock.now() < wake:
-        stopped = asyncio.ensure_future(stop.wait())
-        sleeper = asyncio.ensure_future(clock.sleep_until(wake))
-        await asyncio.wait({stopped, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (stopped, sleeper):
+async def _sleep_until(
+    clock: Clock, wake: datetime, stop: asyncio.Event, changed: asyncio.Event
+) -> None:
+    """Sleep until ``wake`` on ``clock``, or until ``stop`` or ``changed`` is set."""
+    while not stop.is_set() and not changed.is_set() and clock.now() < wake:
+        waits = {
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(changed.wait()),
+            asyncio.ensure_future(clock.sleep_until(wake)),
+        }
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
 
 def _from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1_000_000_000, tz=UTC)
+    return datetime.fromtimestamp(ns / NS, tz=UTC)
