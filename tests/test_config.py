@@ -1,0 +1,128 @@
+"""Publisher options from flags, TVPOWER_* variables and a TOML file, in that order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tvpower.publish import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "publish.toml"
+    path.write_text(
+        "[tvpower]\n"
+        'schedule = "from-file.yaml"\n'
+        'broker = "mqtt://file.example:1883"\n'
+        'topic-prefix = "file"\n'
+        "keepalive = 15\n"
+        "dry-run = true\n"
+        'only-groups = "lobby,hall"\n'
+    )
+    return path
+
+
+def test_the_file_sets_options(config: Path) -> None:
+    args = build_parser().parse_args(["--config", str(config)])
+    assert args.schedule == "from-file.yaml"
+    assert args.broker == "mqtt://file.example:1883"
+    assert args.keepalive == 15
+    assert args.dry_run is True
+    assert args.only_groups == "lobby,hall"
+
+
+def test_environment_wins_over_the_file_and_flags_over_both(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TVPOWER_TOPIC_PREFIX", "env")
+    monkeypatch.setenv("TVPOWER_KEEPALIVE", "30")
+    args = build_parser().parse_args(["--config", str(config), "--keepalive", "45"])
+    assert args.topic_prefix == "env"
+    assert args.keepalive == 45
+    assert args.broker == "mqtt://file.example:1883"
+
+
+def test_the_config_file_may_come_from_the_environment(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TVPOWER_CONFIG", str(config))
+    assert build_parser().parse_args([]).topic_prefix == "file"
+
+
+def test_defaults_without_any_source() -> None:
+    args = build_parser().parse_args([])
+    assert (args.topic_prefix, args.keepalive, args.listen) == (
+        "infoscreen",
+        60,
+        "127.0.0.1:1883",
+    )
+    assert args.expiry_policy == "ttl"
+    assert not args.dry_run
+
+
+def _publish(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tvpower.publish", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_help_lists_every_environment_variable() -> None:
+    result = _publish("--help")
+    assert result.returncode == 0
+    for name in (
+        "TVPOWER_BROKER",
+        "TVPOWER_PASSWORD_FILE",
+        "TVPOWER_ONLY_GROUPS",
+        "TVPOWER_METRICS_PORT",
+        "TVPOWER_CONFIG",
+        "TVPOWER_EXPIRY_POLICY",
+    ):
+        assert name in result.stdout
+
+
+def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[tvpower]\nbrokr = "mqtt://x"\n')
+    result = _publish("--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        "unrecognized arguments: --brokr=mqtt://x"
+    )
+
+
+def test_a_missing_schedule_is_one_line() -> None:
+    result = _publish("--dry-run")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tvpower.publish: error: --schedule is required "
+        "(or TVPOWER_SCHEDULE, or schedule in --config)\n"
+    )
+
+
+def test_unknown_rollout_names_are_one_line() -> None:
+    result = _publish(
+        "--schedule",
+        "scenarios/makerspace-potsdam.yaml",
+        "--dry-run",
+        "--only-clients",
+        "machbar-hal",
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tvpower.publish: error: --only-clients: not in "
+        "scenarios/makerspace-potsdam.yaml: machbar-hal\n"
+    )
