@@ -2,6 +2,7 @@
 
 Every broker here listens on 127.0.0.1 only. :func:`collect_retained` reads
 what a broker retains, the way a fresh TV client would see it.
+:func:`tls_certificates` makes a throwaway CA and certificates for TLS tests.
 """
 
 from __future__ import annotations
@@ -21,8 +22,14 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import pytest
+from hypothesis import settings
 
 from tvpower.broker import EmbeddedBroker
+
+# Tests are never timed: these machines are shared and noisy, so a slow
+# example is not a failure.
+settings.register_profile("tvpower", deadline=None)
+settings.load_profile("tvpower")
 
 # amqtt logs every connection, session and refused MQTT 5 CONNECT at INFO and
 # WARNING, and transitions logs each of its state changes at INFO.
@@ -32,6 +39,39 @@ logging.getLogger("transitions").setLevel(logging.WARNING)
 MOSQUITTO_MISSING = "mosquitto not installed: apt-get install mosquitto"
 _MOSQUITTO_START_SECONDS = 5.0
 _MOSQUITTO_ATTEMPTS = 3
+OPENSSL_MISSING = "openssl not installed: apt-get install openssl"
+_OPENSSL_SECONDS = 30.0
+# The extensions each certificate gets; nothing from the system's openssl.cnf.
+_OPENSSL_CONFIG = """\
+[req]
+distinguished_name = subject
+prompt = no
+[subject]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[elsewhere]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:elsewhere.invalid
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
 
 
 @dataclass(frozen=True)
@@ -45,6 +85,41 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TlsCertificates:
+    """PEM files of a throwaway CA and of the certificates it signed.
+
+    ``server`` names 127.0.0.1 and localhost, ``elsewhere`` only
+    elsewhere.invalid; ``client`` is for mutual TLS. Keys are unencrypted
+    but ``client_key_encrypted``, whose passphrase is ``tvpower``.
+    """
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    elsewhere_cert: Path
+    elsewhere_key: Path
+    client_cert: Path
+    client_key: Path
+    client_key_encrypted: Path
+
+    def listener_config(
+        self, *, require_certificate: bool = False, elsewhere: bool = False
+    ) -> list[str]:
+        """Mosquitto lines that make the listener before them a TLS one."""
+        cert, key = (
+            (self.elsewhere_cert, self.elsewhere_key)
+            if elsewhere
+            else (self.server_cert, self.server_key)
+        )
+        return [
+            f"cafile {self.ca_cert}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            f"require_certificate {str(require_certificate).lower()}",
+        ]
 
 
 def _free_loopback_port() -> int:
@@ -145,6 +220,76 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsCertificates:
+    """A CA, server and client certificates made by ``openssl``, once a session.
+
+    Skips the test when the ``openssl`` binary is not installed.
+    """
+    if shutil.which("openssl") is None:
+        pytest.skip(OPENSSL_MISSING)
+    directory = tmp_path_factory.mktemp("pki")
+    config = directory / "openssl.cnf"
+    config.write_text(_OPENSSL_CONFIG)
+
+    _openssl(directory, *_new_key("ca.key"))
+    _openssl(
+        directory,
+        *("req", "-config", config, "-new", "-x509", "-key", "ca.key"),
+        *("-subj", "/CN=tvpower test CA", "-days", "2", "-extensions", "ca"),
+        *("-out", "ca.crt"),
+    )
+    for name in ("server", "elsewhere", "client"):
+        _openssl(directory, *_new_key(f"{name}.key"))
+        _openssl(
+            directory,
+            *("req", "-config", config, "-new", "-key", f"{name}.key"),
+            *("-subj", f"/CN=tvpower test {name}", "-out", f"{name}.csr"),
+        )
+        _openssl(
+            directory,
+            *("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt"),
+            *("-CAkey", "ca.key", "-set_serial", f"0x{secrets.token_hex(8)}"),
+            *("-days", "2", "-extfile", config, "-extensions", name),
+            *("-out", f"{name}.crt"),
+        )
+    _openssl(
+        directory,
+        *("pkey", "-in", "client.key", "-aes256", "-passout", "pass:tvpower"),
+        *("-out", "client-encrypted.key"),
+    )
+    return TlsCertificates(
+        ca_cert=directory / "ca.crt",
+        server_cert=directory / "server.crt",
+        server_key=directory / "server.key",
+        elsewhere_cert=directory / "elsewhere.crt",
+        elsewhere_key=directory / "elsewhere.key",
+        client_cert=directory / "client.crt",
+        client_key=directory / "client.key",
+        client_key_encrypted=directory / "client-encrypted.key",
+    )
+
+
+def _new_key(name: str) -> tuple[str, ...]:
+    return (
+        *("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"),
+        *("-out", name),
+    )
+
+
+def _openssl(directory: Path, *arguments: str | Path) -> None:
+    try:
+        subprocess.run(
+            ["openssl", *map(str, arguments)],
+            cwd=directory,
+            check=True,
+            capture_output=True,
+            timeout=_OPENSSL_SECONDS,
+        )
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"openssl {arguments[0]} failed: {exc.stderr.decode()}")
 
 
 async def collect_retained(

@@ -262,8 +262,11 @@ class _Connection:
     def from_args(cls, args: argparse.Namespace) -> _Connection:
         address = parse_broker_url(args.broker) if args.broker else None
         tls = None
-        if address is not None and address.tls:
-            tls = TlsOptions(args.ca_file, args.cert_file, args.key_file)
+        files = (args.ca_file, args.cert_file, args.key_file)
+        if address is not None and (address.tls or any(files)):
+            # Passed on mqtt:// too, so that the seam refuses TLS files there
+            # instead of ignoring them.
+            tls = TlsOptions(*files)
         return cls(
             address,
             _parse_listen(args.listen),
