@@ -197,6 +197,7 @@ class MqttPublisher:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
         self._lost: BrokerError | None = None
+        self.disconnected = asyncio.Event()
         self._socket_error = ""
         self._tls_context = _tls_context_for(address, tls)
 
@@ -283,6 +284,7 @@ class MqttPublisher:
             raise self._connect_error(exc) from exc.__context__ or exc
         self._client = client
         self._lost = None
+        self.disconnected.clear()
         self.protocol = "5" if version is aiomqtt.ProtocolVersion.V5 else "3.1.1"
 
     def _connect_error(self, exc: aiomqtt.MqttError) -> BrokerError:
@@ -426,6 +428,7 @@ class MqttPublisher:
         self._lost = BrokerError(
             f"connection to broker {self.address} lost: {reason_code}"
         )
+        self.disconnected.set()
         self._fail_pending(self._lost)
 
     def _fail_pending(self, error: BrokerError) -> None:

@@ -45,6 +45,8 @@ from tvpower.watch import watch_schedule
 logger = logging.getLogger("tvpower.publish")
 
 _RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# How long a stopping publisher waits for a session to end by itself.
+_STOP_GRACE_SECONDS = 2.0
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -315,13 +317,10 @@ async def _publish_until_stopped(
     """Connect, publish, and reconnect with backoff whenever the link drops."""
     failures = 0
     while not stop.is_set():
+        session = asyncio.create_task(_session(publisher, connection, address, stop))
         try:
-            async with connection.publisher(address) as sink:
-                failures = 0
-                publisher.metrics.connected.set(1)
-                _log_connected(address, sink.protocol, connection.client_id)
-                publisher.forget_acknowledged()
-                await publisher.run(sink, stop)
+            await _until_done_or_stopped(session, stop)
+            failures = 0
         except BrokerError as exc:
             failures += 1
             delay = _RECONNECT_SECONDS[min(failures, len(_RECONNECT_SECONDS)) - 1]
@@ -329,8 +328,42 @@ async def _publish_until_stopped(
             logger.warning("broker unavailable", extra={"fields": fields})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-        finally:
-            publisher.metrics.connected.set(0)
+
+
+async def _session(
+    publisher: Publisher,
+    connection: _Connection,
+    address: BrokerAddress,
+    stop: asyncio.Event,
+) -> None:
+    """One connection's life: connect, publish everything, keep it right."""
+    try:
+        async with connection.publisher(address) as sink:
+            publisher.metrics.connected.set(1)
+            _log_connected(address, sink.protocol, connection.client_id)
+            publisher.forget_acknowledged()
+            await publisher.run(sink, stop)
+    finally:
+        publisher.metrics.connected.set(0)
+
+
+async def _until_done_or_stopped(
+    session: asyncio.Task[None], stop: asyncio.Event
+) -> None:
+    """Await ``session``; once ``stop`` is set, give it a moment, then cancel it.
+
+    The run loop notices ``stop`` by itself, but a CONNECT to a broker that
+    never answers would keep an operator's SIGTERM waiting for its timeout.
+    """
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not session.done():
+        done, _ = await asyncio.wait({session}, timeout=_STOP_GRACE_SECONDS)
+        if not done:
+            await _cancel(session)
+            return
+    await session
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

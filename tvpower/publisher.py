@@ -70,6 +70,11 @@ class IntentSink(Protocol):
         """Whether the connection is still up."""
         ...
 
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set when the connection is lost, to wake a sleeping publisher."""
+        ...
+
     async def publish(
         self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
     ) -> None:
@@ -198,12 +203,13 @@ class Publisher:
 
         ``sink`` may be None only in a dry run.
         """
+        lost = sink.disconnected if sink is not None else asyncio.Event()
         while not stop.is_set():
             self._changed.clear()
             wake = await self.reconcile(sink)
-            if sink is not None and not sink.connected:
-                raise BrokerError("connection to the broker lost")
-            await _sleep_until(self.clock, wake, stop, self._changed)
+            _check_connected(sink)
+            await _sleep_until(self.clock, wake, stop, self._changed, lost)
+            _check_connected(sink)
 
     async def reconcile(self, sink: IntentSink | None) -> datetime:
         """One pass: publish what differs or is due; return when to wake."""
@@ -323,6 +329,11 @@ class Publisher:
         return (self.clock.now() - min(issued)).total_seconds()
 
 
+def _check_connected(sink: IntentSink | None) -> None:
+    if sink is not None and not sink.connected:
+        raise BrokerError("connection to the broker lost")
+
+
 def _certain(current: pd.DataFrame) -> bool:
     """Whether every segment at the instant lies inside the computed range."""
     on = current["desired_state"] == "on"
@@ -360,16 +371,13 @@ def _log_attempt(
     logger.log(level, "publish", extra={"fields": fields})
 
 
-async def _sleep_until(
-    clock: Clock, wake: datetime, stop: asyncio.Event, changed: asyncio.Event
-) -> None:
-    """Sleep until ``wake`` on ``clock``, or until ``stop`` or ``changed`` is set."""
-    while not stop.is_set() and not changed.is_set() and clock.now() < wake:
-        waits = {
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(changed.wait()),
-            asyncio.ensure_future(clock.sleep_until(wake)),
+async def _sleep_until(clock: Clock, wake: datetime, *events: asyncio.Event) -> None:
+    """Sleep until ``wake`` on ``clock``, or until one of ``events`` is set."""
+    while not any(e.is_set() for e in events) and clock.now() < wake:
+        waits: set[asyncio.Future[Any]] = {
+            asyncio.ensure_future(e.wait()) for e in events
         }
+        waits.add(asyncio.ensure_future(clock.sleep_until(wake)))
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
