@@ -24,7 +24,7 @@ import configargparse
 from tvpower.broker import EmbeddedBroker
 from tvpower.cli import configure_logging, parse_instant, run_cli
 from tvpower.clock import Clock, ShiftedClock, SystemClock
-from tvpower.errors import BrokerError, UsageError
+from tvpower.errors import UsageError
 from tvpower.metrics import Metrics
 from tvpower.mqtt import (
     BrokerAddress,
@@ -38,15 +38,12 @@ from tvpower.publisher import (
     Publisher,
     PublisherOptions,
     Selection,
+    cancel_task,
 )
 from tvpower.schedule import load_schedule
 from tvpower.watch import watch_schedule
 
 logger = logging.getLogger("tvpower.publish")
-
-_RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
-# How long a stopping publisher waits for a session to end by itself.
-_STOP_GRACE_SECONDS = 2.0
 
 
 def build_parser() -> configargparse.ArgumentParser:
@@ -294,7 +291,7 @@ async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) 
     stop = _stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         watcher = asyncio.create_task(watch_schedule(schedule, publisher, stop))
-        stack.push_async_callback(_cancel, watcher)
+        stack.push_async_callback(cancel_task, watcher)
         if publisher.options.dry_run:
             await publisher.run(None, stop)
             return
@@ -304,72 +301,13 @@ async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) 
             await stack.enter_async_context(broker)
             _announce(broker, publisher.topic_prefix)
             address = parse_broker_url(broker.url)
-        await _publish_until_stopped(publisher, connection, address, stop)
+        await publisher.serve(
+            lambda: connection.publisher(address),
+            stop,
+            broker=str(address),
+            client_id=connection.client_id,
+        )
     logger.info("stopped", extra={"fields": {"client_id": connection.client_id}})
-
-
-async def _publish_until_stopped(
-    publisher: Publisher,
-    connection: _Connection,
-    address: BrokerAddress,
-    stop: asyncio.Event,
-) -> None:
-    """Connect, publish, and reconnect with backoff whenever the link drops."""
-    failures = 0
-    while not stop.is_set():
-        session = asyncio.create_task(_session(publisher, connection, address, stop))
-        try:
-            await _until_done_or_stopped(session, stop)
-            failures = 0
-        except BrokerError as exc:
-            failures += 1
-            delay = _RECONNECT_SECONDS[min(failures, len(_RECONNECT_SECONDS)) - 1]
-            fields = {"error": str(exc), "retry_in_seconds": delay}
-            logger.warning("broker unavailable", extra={"fields": fields})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-
-
-async def _session(
-    publisher: Publisher,
-    connection: _Connection,
-    address: BrokerAddress,
-    stop: asyncio.Event,
-) -> None:
-    """One connection's life: connect, publish everything, keep it right."""
-    try:
-        async with connection.publisher(address) as sink:
-            publisher.metrics.connected.set(1)
-            _log_connected(address, sink.protocol, connection.client_id)
-            publisher.forget_acknowledged()
-            await publisher.run(sink, stop)
-    finally:
-        publisher.metrics.connected.set(0)
-
-
-async def _until_done_or_stopped(
-    session: asyncio.Task[None], stop: asyncio.Event
-) -> None:
-    """Await ``session``; once ``stop`` is set, give it a moment, then cancel it.
-
-    The run loop notices ``stop`` by itself, but a CONNECT to a broker that
-    never answers would keep an operator's SIGTERM waiting for its timeout.
-    """
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not session.done():
-        done, _ = await asyncio.wait({session}, timeout=_STOP_GRACE_SECONDS)
-        if not done:
-            await _cancel(session)
-            return
-    await session
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -404,11 +342,6 @@ def _serve_metrics(metrics: Metrics, host: str, port: int) -> None:
             f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror}"
         ) from None
     logger.info("metrics", extra={"fields": {"url": f"http://{host}:{port}/metrics"}})
-
-
-def _log_connected(address: BrokerAddress, protocol: str, client_id: str) -> None:
-    fields = {"broker": str(address), "protocol": protocol, "client_id": client_id}
-    logger.info("connected", extra={"fields": fields})
 
 
 def _names(text: str | None) -> frozenset[str]:

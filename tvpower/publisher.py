@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -49,7 +50,10 @@ NS = 1_000_000_000
 # Publishes in flight at once: enough to keep a broker busy, few enough not
 # to flood a small one (the MQTT seam keeps to the broker's own limit too).
 _MAX_IN_FLIGHT = 256
+# Backoff of failed publishes and of reconnects.
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# How long a stopping publisher waits for a session to end by itself.
+_STOP_GRACE_SECONDS = 2.0
 
 #: ``ttl``: every intent expires ``ttl_seconds`` after it is issued.
 #: ``window``: an ``on`` intent stays valid at least to its window's end
@@ -198,6 +202,57 @@ class Publisher:
             return intents, now + self.ttl
         return intents, _from_ns(next_change)
 
+    async def serve(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[IntentSink]],
+        stop: asyncio.Event,
+        *,
+        broker: str,
+        client_id: str,
+    ) -> None:
+        """Connect, publish, and reconnect with backoff whenever the link drops.
+
+        ``connect`` makes a new connection each time; ``broker`` and
+        ``client_id`` only name it in the log.
+        """
+        failures = 0
+        while not stop.is_set():
+            session = asyncio.create_task(
+                self._session(connect, stop, broker, client_id)
+            )
+            try:
+                await _until_done_or_stopped(session, stop)
+                failures = 0
+            except BrokerError as exc:
+                failures += 1
+                delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS)) - 1]
+                fields = {"error": str(exc), "retry_in_seconds": delay}
+                logger.warning("broker unavailable", extra={"fields": fields})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+
+    async def _session(
+        self,
+        connect: Callable[[], AbstractAsyncContextManager[IntentSink]],
+        stop: asyncio.Event,
+        broker: str,
+        client_id: str,
+    ) -> None:
+        """One connection's life: connect, publish everything, keep it right."""
+        try:
+            async with connect() as sink:
+                self.metrics.connected.set(1)
+                fields = {
+                    "broker": broker,
+                    "protocol": sink.protocol,
+                    "client_id": client_id,
+                }
+                logger.info("connected", extra={"fields": fields})
+                self.forget_acknowledged()
+                await self.run(sink, stop)
+        finally:
+            self.metrics.connected.set(0)
+
     async def run(self, sink: IntentSink | None, stop: asyncio.Event) -> None:
         """Reconcile until ``stop`` is set or the connection is lost.
 
@@ -327,6 +382,32 @@ class Publisher:
         if not issued:
             return 0.0
         return (self.clock.now() - min(issued)).total_seconds()
+
+
+async def _until_done_or_stopped(
+    session: asyncio.Task[None], stop: asyncio.Event
+) -> None:
+    """Await ``session``; once ``stop`` is set, give it a moment, then cancel it.
+
+    The run loop notices ``stop`` by itself, but a CONNECT to a broker that
+    never answers would keep an operator's SIGTERM waiting for its timeout.
+    """
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not session.done():
+        done, _ = await asyncio.wait({session}, timeout=_STOP_GRACE_SECONDS)
+        if not done:
+            await cancel_task(session)
+            return
+    await session
+
+
+async def cancel_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _check_connected(sink: IntentSink | None) -> None:
