@@ -13,7 +13,7 @@ import pytest
 
 from tvpower.broker import EmbeddedBroker
 from tvpower.clock import SteppedClock
-from tvpower.errors import UsageError
+from tvpower.errors import BrokerError, UsageError
 from tvpower.mqtt import MqttPublisher, parse_broker_url
 from tvpower.publisher import Publisher, PublisherOptions, Selection
 from tvpower.schedule import load_schedule
@@ -227,3 +227,49 @@ async def test_metrics_count_publishes_transitions_and_clients(
     assert sample("tvpower_retained_payload_age_seconds") == 0.0
     assert sample("tvpower_publish_latency_seconds_count") == 6.0
     assert sample("tvpower_skipped_expired_intents_total") == 0.0
+
+
+class _RefusingSink:
+    """A connection whose broker refuses every PUBLISH once told to."""
+
+    protocol = "5"
+    connected = True
+
+    def __init__(self) -> None:
+        self.disconnected = asyncio.Event()
+        self.refuse = False
+        self.published: list[str] = []
+
+    async def publish(
+        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
+    ) -> None:
+        if self.refuse:
+            raise BrokerError(f"broker refused PUBLISH to {topic!r}")
+        self.published.append(topic)
+
+
+async def test_failed_refreshes_back_off_instead_of_spinning(
+    schedule_file: Path,
+) -> None:
+    clock = SteppedClock(NOW)
+    publisher = Publisher(load_schedule(schedule_file), clock)
+    sink = _RefusingSink()
+    await publisher.reconcile(sink)
+    assert len(sink.published) == 3
+
+    sink.refuse = True
+    refresh_due = datetime(2026, 3, 2, 9, 35, tzinfo=UTC)
+    await clock.advance(refresh_due)
+    wakes = []
+    for _ in range(len(_RETRY_STEPS)):
+        wake = await publisher.reconcile(sink)
+        wakes.append((wake - clock.now()).total_seconds())
+        await clock.advance(wake)
+    assert wakes == list(_RETRY_STEPS)
+    failed = publisher.metrics.registry.get_sample_value(
+        "tvpower_publishes_total", {"outcome": "failed"}
+    )
+    assert failed == 3 * len(_RETRY_STEPS)
+
+
+_RETRY_STEPS = (1.0, 2.0, 5.0, 10.0)

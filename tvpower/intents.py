@@ -13,7 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -61,7 +61,7 @@ class Intent:
         target = {"client_id": self.client_id, "group_id": self.group_id}
         return {k: v for k, v in target.items() if v is not None}
 
-    @property
+    @cached_property
     def intent_id(self) -> str:
         """Name-based UUID over target, state, reason, window and segment start."""
         meaning = {

@@ -198,6 +198,7 @@ class MqttPublisher:
         self._pubacks: dict[int, asyncio.Future[ReasonCode]] = {}
         self._lost: BrokerError | None = None
         self.disconnected = asyncio.Event()
+        self._properties: dict[int, Properties] = {}
         self._socket_error = ""
         self._tls_context = _tls_context_for(address, tls)
 
@@ -340,6 +341,9 @@ class MqttPublisher:
             properties: Properties | None,
         ) -> None:
             self._on_connack(properties)
+            # The log only explains failures before CONNACK; kept on, paho
+            # would format a debug line for every PUBLISH and PUBACK.
+            client.on_log = None
             if aiomqtt_on_connect is not None:
                 aiomqtt_on_connect(client, userdata, flags, reason_code, properties)
 
@@ -372,9 +376,7 @@ class MqttPublisher:
             raise self._lost or BrokerError(f"not connected to broker {self.address}")
         properties = None
         if self.protocol == "5" and message_expiry_seconds is not None:
-            # paho's Properties has no type hints.
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.MessageExpiryInterval = message_expiry_seconds
+            properties = self._expiry_properties(message_expiry_seconds)
         info = _paho_client(self._client).publish(
             topic, payload, qos=1, retain=True, properties=properties
         )
@@ -388,6 +390,18 @@ class MqttPublisher:
         puback = asyncio.get_running_loop().create_future()
         self._pubacks[info.mid] = puback
         return info.mid, puback
+
+    def _expiry_properties(self, seconds: int) -> Properties:
+        """PUBLISH properties with this Message Expiry Interval, made once."""
+        properties = self._properties.get(seconds)
+        if properties is None:
+            # paho's Properties has no type hints.
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.MessageExpiryInterval = seconds
+            if len(self._properties) > 4096:
+                self._properties.clear()
+            self._properties[seconds] = properties
+        return properties
 
     def _end_connack_wait(self, client: aiomqtt.Client) -> None:
         # aiomqtt waits for a CONNACK until its timeout even when the broker

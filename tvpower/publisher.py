@@ -291,7 +291,13 @@ class Publisher:
         return now >= delivered.issued_at + self.ttl / 2
 
     def _next_refresh(self, now: datetime) -> datetime:
-        issued = [d.issued_at for d in self._acknowledged.values()]
+        # A topic whose publish just failed waits for its retry instead: its
+        # refresh is already due, and would wake the loop at once, forever.
+        issued = [
+            d.issued_at
+            for topic, d in self._acknowledged.items()
+            if topic not in self._attempts
+        ]
         return min(issued) + self.ttl / 2 if issued else now + self.ttl / 2
 
     def _next_retry(self, now: datetime) -> datetime:
@@ -304,13 +310,15 @@ class Publisher:
     async def _publish_all(
         self, sink: IntentSink | None, due: Iterable[tuple[str, Intent]]
     ) -> None:
-        slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        # A few workers pulling from one queue: a task per intent would mean
+        # thousands of tasks alive at once, and the garbage collector's time.
+        queue = iter(due)
 
-        async def one(topic: str, intent: Intent) -> None:
-            async with slots:
+        async def worker() -> None:
+            for topic, intent in queue:
                 await self._publish(sink, topic, intent)
 
-        await asyncio.gather(*(one(t, i) for t, i in due))
+        await asyncio.gather(*(worker() for _ in range(_MAX_IN_FLIGHT)))
 
     async def _publish(
         self, sink: IntentSink | None, topic: str, intent: Intent
