@@ -342,8 +342,9 @@ class MqttPublisher:
         ) -> None:
             self._on_connack(properties)
             # The log only explains failures before CONNACK; kept on, paho
-            # would format a debug line for every PUBLISH and PUBACK.
+            # would log a debug line for every PUBLISH and PUBACK.
             client.on_log = None
+            client.disable_logger()
             if aiomqtt_on_connect is not None:
                 aiomqtt_on_connect(client, userdata, flags, reason_code, properties)
 

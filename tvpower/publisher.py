@@ -438,6 +438,11 @@ def _log_attempt(
     attempt: int,
 ) -> None:
     """The one record of a publish attempt; the entry point chooses its format."""
+    level = (
+        logging.WARNING if outcome in ("failed", "skipped_expired") else logging.INFO
+    )
+    if not logger.isEnabledFor(level):
+        return
     fields = {
         "client_id": payload["target"].get("client_id"),
         "group_id": payload["target"].get("group_id"),
@@ -454,9 +459,6 @@ def _log_attempt(
     }
     if error is not None:
         fields["error"] = error
-    level = (
-        logging.WARNING if outcome in ("failed", "skipped_expired") else logging.INFO
-    )
     logger.log(level, "publish", extra={"fields": fields})
 
 
