@@ -123,10 +123,9 @@ def test_merge_gap_bridges_a_shorter_gap() -> None:
     ]
 
 
-def test_merge_gap_bridges_a_gap_exactly_as_long() -> None:
-    # The contract says merge_gap "bridges shorter gaps"; the engine also
-    # bridges a gap of exactly merge_gap, as touching windows are bridged
-    # when merge_gap is 0.
+def test_merge_gap_leaves_a_gap_exactly_as_long_off() -> None:
+    # merge_gap bridges strictly shorter gaps; touching windows (a gap of
+    # zero) merge whatever merge_gap is.
     room = GroupSpec("room", gap=300)
     lobby = ClientSpec("lobby", "room", own=False, gap=300)
     events = (event("room", "09:00", "10:00"), event("room", "10:05", "11:00"))
@@ -135,7 +134,9 @@ def test_merge_gap_bridges_a_gap_exactly_as_long() -> None:
 
     assert segments(result, "lobby") == [
         off("00:00", "09:00"),
-        on("09:00", "11:00"),
+        on("09:00", "10:00"),
+        off("10:00", "10:05"),
+        on("10:05", "11:00"),
         off("11:00", "24:00"),
     ]
 

@@ -37,8 +37,8 @@ def reference_codes(scenario: Scenario, client: ClientSpec) -> dict[int, int]:
     """The state code of ``client`` at every whole second, by brute force.
 
     Precedence: an ``off`` override, then an ``on`` override, then an event
-    (each occurrence turned on ``lead`` before its start, and gaps of at most
-    ``merge_gap`` between covered instants bridged), then off.
+    (each occurrence turned on ``lead`` before its start, and gaps shorter
+    than ``merge_gap`` between covered instants bridged), then off.
     """
     seconds = range(min(OUTER[0], scenario.start), max(OUTER[1], scenario.end))
     mine = scenario.occurrences_of(client)
@@ -62,11 +62,11 @@ def _covers(occurrences: Sequence[Occurrence], layer: str, t: int) -> bool:
 
 
 def _bridge(covered: list[bool], gap: int) -> list[bool]:
-    """Fill each run of uncovered seconds between covered ones, if <= gap long."""
+    """Fill each run of uncovered seconds between covered ones shorter than gap."""
     bridged = list(covered)
     on = [i for i, c in enumerate(covered) if c]
     for a, b in itertools.pairwise(on):
-        if b - a - 1 <= gap:
+        if b - a - 1 < gap:
             bridged[a + 1 : b] = [True] * (b - a - 1)
     return bridged
 

@@ -273,3 +273,21 @@ async def test_failed_refreshes_back_off_instead_of_spinning(
 
 
 _RETRY_STEPS = (1.0, 2.0, 5.0, 10.0)
+
+
+def test_an_edit_the_engine_cannot_use_keeps_the_last_good_schedule(
+    schedule_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = Publisher(load_schedule(schedule_file), SteppedClock(NOW))
+    before, _ = publisher.desired(NOW)
+
+    def overflow(*_: object) -> None:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr("tvpower.watch.timeline_around", overflow)
+    assert not reload_schedule(schedule_file, publisher)
+    assert publisher.desired(NOW)[0] == before
+    rejected = publisher.metrics.registry.get_sample_value(
+        "tvpower_schedule_loads_total", {"outcome": "rejected"}
+    )
+    assert rejected == 1.0

@@ -20,6 +20,10 @@ __all__ = ["configure_logging", "parse_instant", "run_cli"]
 
 LogFormat = Literal["auto", "json", "pretty"]
 
+# The instants schedules may hold (the engine counts nanoseconds in 64 bits).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, event, and the fields."""
@@ -85,6 +89,10 @@ def parse_instant(text: str, zone: ZoneInfo, *, option: str) -> datetime:
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone, fold=0)
+    if not _EARLIEST <= value.astimezone(UTC) < _LATEST:
+        raise UsageError(
+            f"{option}: expected an instant from 1970 to 2199, got {text!r}"
+        )
     return value.replace(microsecond=0)
 
 

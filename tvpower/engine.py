@@ -64,7 +64,7 @@ _REASON = np.array(REASONS, dtype=object)
 
 # Spans (each side of the instant) tried by timeline_around, until the
 # segment at the instant lies inside the computed range.
-_AROUND_SPANS_DAYS = (2, 14, 98, 686)
+_AROUND_SPANS_DAYS = (2, 14, 98, 686, 4802)
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,9 @@ def build_timeline(
 
     is_event = layer == "event"
     lead = fleet.profiles["lead_ns"].to_numpy(dtype=np.int64)
-    gap = fleet.profiles["gap_ns"].to_numpy(dtype=np.int64)
+    # Widening by one nanosecond less than merge_gap bridges only gaps
+    # strictly shorter than it; touching windows always merge.
+    gap = np.maximum(fleet.profiles["gap_ns"].to_numpy(dtype=np.int64) - 1, 0)
     ep = profile[is_event]
     ew_p, ew_s, ew_e = _merge(
         ep, occ_start[is_event] - lead[ep], occ_end[is_event] + gap[ep]

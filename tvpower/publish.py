@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    _check_identity(args.topic_prefix, args.client_id)
     if not args.schedule:
         raise UsageError(
             "--schedule is required (or TVPOWER_SCHEDULE, or schedule in --config)"
@@ -320,12 +321,6 @@ def _stop_on_signals() -> asyncio.Event:
 
 def _announce(broker: EmbeddedBroker, prefix: str) -> None:
     """Tell the operator where to subscribe: stdout, so scripts can read it."""
-    if broker.moved_from is not None:
-        print(
-            f"port {broker.moved_from} is taken; the embedded broker listens on "
-            f"port {broker.port} instead",
-            file=sys.stderr,
-        )
     print(f"embedded MQTT broker: {broker.url}", flush=True)
     print(
         f"watch the intents: mosquitto_sub -h {broker.host} -p {broker.port} -v "
@@ -342,6 +337,20 @@ def _serve_metrics(metrics: Metrics, host: str, port: int) -> None:
             f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror}"
         ) from None
     logger.info("metrics", extra={"fields": {"url": f"http://{host}:{port}/metrics"}})
+
+
+def _check_identity(prefix: str, client_id: str | None) -> None:
+    """Topic prefix and client id as MQTT allows them, before any connection."""
+    levels = prefix.split("/")
+    if not all(levels) or any(c in prefix for c in "+#\0") or len(prefix) > 200:
+        raise UsageError(
+            "--topic-prefix: expected topic levels without '+', '#' or NUL, "
+            f"none empty, at most 200 characters, got {prefix[:80]!r}"
+        )
+    if client_id is not None and not 0 < len(client_id.encode()) <= 256:
+        raise UsageError(
+            f"--client-id: expected 1 to 256 bytes, got {len(client_id.encode())}"
+        )
 
 
 def _names(text: str | None) -> frozenset[str]:
@@ -361,6 +370,8 @@ def _password(path: Path | None) -> str | None:
 
 def _parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 address: [::1]:1883
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(
             f"--listen: expected HOST:PORT such as 127.0.0.1:1883, got {text!r}"

@@ -23,7 +23,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
@@ -204,7 +204,8 @@ def _option_ns(text: str | None, zone: ZoneInfo, option: str) -> int | None:
 
 
 def _check_order(start: datetime, end: datetime) -> None:
-    if end <= start:
+    # In UTC: datetimes sharing one ZoneInfo compare by wall time.
+    if end.astimezone(UTC) <= start.astimezone(UTC):
         raise UsageError(
             f"--to must be after --from, got --from {format_instant(start)}"
             f" and --to {format_instant(end)}"
