@@ -171,3 +171,25 @@ async def test_publish_on_the_wall_clock_agrees_with_timeline(publish_process) -
         ]
         assert payload["power"]["desired_state"] == row["desired_state"]
         assert payload["power"]["reason"] == row["reason"]
+
+
+def test_timeline_range_is_checked_in_utc_across_a_dst_gap(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 02:30 does not exist on 2019-03-31 in Berlin: it means 01:30Z, after
+    # 03:00 local (01:00Z), however the wall times compare.
+    status = timeline_main(
+        [
+            "--schedule",
+            str(MAKERSPACE),
+            "--from",
+            "2019-03-31T02:30",
+            "--to",
+            "2019-03-31T03:00",
+        ]
+    )
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "tvpower.timeline: error: --to must be after --from, got --from "
+        "2019-03-31T01:30:00Z and --to 2019-03-31T01:00:00Z\n"
+    )

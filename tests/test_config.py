@@ -126,3 +126,33 @@ def test_unknown_rollout_names_are_one_line() -> None:
         "tvpower.publish: error: --only-clients: not in "
         "scenarios/makerspace-potsdam.yaml: machbar-hal\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--topic-prefix", "a/#"],
+            "--topic-prefix: expected topic levels without '+', '#' or NUL, none "
+            "empty, at most 200 characters, got 'a/#'",
+        ),
+        (["--client-id", "x" * 300], "--client-id: expected 1 to 256 bytes, got 300"),
+        (
+            ["--now", "2263-01-01T00:00:00Z"],
+            "--now: expected an instant from 1970 to 2199, got '2263-01-01T00:00:00Z'",
+        ),
+    ],
+)
+def test_bad_identity_and_instants_are_one_line(args: list[str], message: str) -> None:
+    result = _publish(
+        "--schedule", "scenarios/makerspace-potsdam.yaml", "--dry-run", *args
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"tvpower.publish: error: {message}\n"
+
+
+def test_listen_takes_an_ipv6_address_in_brackets() -> None:
+    from tvpower.publish import _parse_listen
+
+    assert _parse_listen("[::1]:1883") == ("::1", 1883)
+    assert _parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
