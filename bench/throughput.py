@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,8 +57,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tvpower.clock import SteppedClock
+from tvpower.errors import BrokerError
 from tvpower.mqtt import BrokerAddress, MqttPublisher
-from tvpower.publisher import _MAX_IN_FLIGHT, Publisher, PublisherOptions
+from tvpower.publisher import Publisher, PublisherOptions
 from tvpower.schedule import Schedule, load_schedule
 
 GROUPS = 100
@@ -67,6 +68,7 @@ NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 EVENTS = (("08:00", "09:00"), ("09:30", "11:00"), ("14:00", "15:30"))
 LATE_START = "10:30"  # of odd groups' second event
 REQUIRED_RATIO = 0.80
+MAX_WINDOW = 1024
 DEFAULT_WINDOW = 64  # MqttPublisher's default max_in_flight
 # Every wait is bounded: the broker's start and stop, CONNACK, all PUBACKs.
 BROKER_START_SECONDS = 5.0
@@ -228,10 +230,11 @@ class Recorder:
         self.disconnected = asyncio.Event()  # never set
         self.messages: list[Message] = []
 
-    async def publish(
-        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
-    ) -> None:
-        self.messages.append(Message(topic, payload, message_expiry_seconds))
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[tuple[BrokerError | None, float]]:
+        self.messages.extend(Message(*message) for message in messages)
+        return [(None, 0.0)] * len(messages)
 
 
 def messages_of(schedule: Schedule, protocol: str) -> list[Message]:
@@ -484,10 +487,8 @@ def report(setup: Setup, tvpower: list[Timing], bare: list[Timing]) -> float:
 
 def window(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= _MAX_IN_FLIGHT:
-        raise argparse.ArgumentTypeError(
-            f"expected 1 to {_MAX_IN_FLIGHT} (the publisher's own limit), got {value}"
-        )
+    if not 1 <= value <= MAX_WINDOW:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WINDOW}, got {value}")
     return value
 
 

@@ -7,6 +7,7 @@ not a terminal: one JSON line per publish attempt.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -89,14 +90,17 @@ class _RefusingSink:
     def connected(self) -> bool:
         return self.sink.connected
 
-    async def publish(
-        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
-    ) -> None:
+    @property
+    def disconnected(self) -> asyncio.Event:
+        return self.sink.disconnected
+
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[tuple[BrokerError | None, float]]:
         if self.start <= self.clock.now() < self.end:
-            raise BrokerError("PUBACK reason_code 0x97 (quota exceeded)")
-        await self.sink.publish(
-            topic, payload, message_expiry_seconds=message_expiry_seconds
-        )
+            refused = BrokerError("PUBACK reason_code 0x97 (quota exceeded)")
+            return [(refused, 0.0)] * len(messages)
+        return await self.sink.publish_batch(messages)
 
 
 def _utc(text: str) -> datetime:

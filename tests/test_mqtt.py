@@ -228,3 +228,63 @@ async def test_a_thousand_concurrent_publishes_are_all_acknowledged(
 
     retained = await collect_retained(broker.url, f"{prefix}/#", timeout=20)
     assert retained == {topic: topic.encode() for topic in topics}
+
+
+async def test_a_batch_of_a_thousand_is_acknowledged_and_retained(
+    any_broker: EmbeddedBroker | Mosquitto,
+) -> None:
+    broker = any_broker
+    prefix = unique_topic()
+    # A thousand: Mosquitto queues at most 1000 messages for the subscriber
+    # that reads them back (max_queued_messages).
+    messages = [(f"{prefix}/{i}", f"{i}".encode(), 600) for i in range(1000)]
+
+    async with _publisher(broker.url) as publisher:
+        deliveries = await publisher.publish_batch(messages)
+
+    assert [error for error, _ in deliveries] == [None] * len(messages)
+    assert all(latency >= 0 for _, latency in deliveries)
+    retained = await collect_retained(broker.url, f"{prefix}/#", timeout=20)
+    assert retained == {topic: payload for topic, payload, _ in messages}
+
+
+async def test_a_batch_reports_each_refused_publish(
+    start_mosquitto: Callable[..., Mosquitto], tmp_path: Path
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite allowed/#\n")
+    broker = start_mosquitto(["allow_anonymous true", f"acl_file {acl}"])
+    messages = [
+        ("allowed/a", b"on", 60),
+        ("denied/b", b"on", 60),
+        ("allowed/c", b"on", 60),
+    ]
+
+    async with _publisher(broker.url) as publisher:
+        deliveries = await publisher.publish_batch(messages)
+
+    errors = [None if error is None else str(error) for error, _ in deliveries]
+    assert errors == [
+        None,
+        f"broker 127.0.0.1:{broker.port} refused PUBLISH to 'denied/b': "
+        "PUBACK reason_code 0x87 Not authorized",
+        None,
+    ]
+
+
+async def test_a_batch_on_a_lost_connection_fails_every_message(free_port: int) -> None:
+    broker = EmbeddedBroker("127.0.0.1", free_port)
+    await broker.start()
+    async with _publisher(broker.url) as publisher:
+        await broker.stop()
+        async with asyncio.timeout(5):
+            await publisher.disconnected.wait()
+        deliveries = await publisher.publish_batch([("a", b"on", 60), ("b", b"on", 60)])
+
+    assert [str(error) for error, _ in deliveries] == [
+        str(deliveries[0][0]),
+        str(deliveries[0][0]),
+    ]
+    assert str(deliveries[0][0]).startswith(
+        f"connection to broker 127.0.0.1:{free_port} lost"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -240,12 +240,16 @@ class _RefusingSink:
         self.refuse = False
         self.published: list[str] = []
 
-    async def publish(
-        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
-    ) -> None:
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[tuple[BrokerError | None, float]]:
         if self.refuse:
-            raise BrokerError(f"broker refused PUBLISH to {topic!r}")
-        self.published.append(topic)
+            return [
+                (BrokerError(f"broker refused PUBLISH to {t!r}"), 0.0)
+                for t, *_ in messages
+            ]
+        self.published.extend(topic for topic, *_ in messages)
+        return [(None, 0.0)] * len(messages)
 
 
 async def test_failed_refreshes_back_off_instead_of_spinning(

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,9 +46,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOPIC_PREFIX = "infoscreen"
 NS = 1_000_000_000
-# Publishes in flight at once: enough to keep a broker busy, few enough not
-# to flood a small one (the MQTT seam keeps to the broker's own limit too).
-_MAX_IN_FLIGHT = 256
 # Backoff of failed publishes and of reconnects.
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # How long a stopping publisher waits for a session to end by itself.
@@ -79,10 +75,14 @@ class IntentSink(Protocol):
         """Set when the connection is lost, to wake a sleeping publisher."""
         ...
 
-    async def publish(
-        self, topic: str, payload: bytes, *, message_expiry_seconds: int | None
-    ) -> None:
-        """Publish retained at QoS 1; return on PUBACK, raise BrokerError if not."""
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[tuple[BrokerError | None, float]]:
+        """Publish each (topic, payload, Message Expiry Interval) retained at QoS 1.
+
+        Per message: the BrokerError that stopped it, or None once the broker
+        acknowledged it (PUBACK), and the seconds it took.
+        """
         ...
 
 
@@ -310,59 +310,63 @@ class Publisher:
     async def _publish_all(
         self, sink: IntentSink | None, due: Iterable[tuple[str, Intent]]
     ) -> None:
-        # A few workers pulling from one queue: a task per intent would mean
-        # thousands of tasks alive at once, and the garbage collector's time.
-        queue = iter(due)
+        """Stamp every due intent now and publish them as one burst."""
+        now = self.clock.now()
+        stamped = []
+        for topic, intent in due:
+            payload = intent.payload(
+                now, self.schedule.ttl_seconds, valid_until=self._valid_until(intent)
+            )
+            expires_at = datetime.fromisoformat(payload["expires_at"])
+            if expires_at <= now:
+                self._record(topic, intent, payload, "skipped_expired", None, 0.0)
+                continue
+            remaining = max(int((expires_at - now).total_seconds()), 1)
+            stamped.append((topic, intent, payload, remaining))
+        for (topic, intent, payload, _), (error, latency) in zip(
+            stamped, await self._deliver(sink, stamped), strict=True
+        ):
+            if self.options.dry_run or sink is None:
+                self._record(topic, intent, payload, "dry_run", None, 0.0)
+            elif error is None:
+                self._record(topic, intent, payload, "acknowledged", None, latency)
+            else:
+                self._record(topic, intent, payload, "failed", str(error), latency)
 
-        async def worker() -> None:
-            for topic, intent in queue:
-                await self._publish(sink, topic, intent)
+    async def _deliver(
+        self, sink: IntentSink | None, stamped: list[tuple[str, Intent, Any, int]]
+    ) -> list[tuple[BrokerError | None, float]]:
+        if self.options.dry_run or sink is None:
+            return [(None, 0.0)] * len(stamped)
+        messages = [
+            (topic, encode(payload), expiry) for topic, _, payload, expiry in stamped
+        ]
+        return await sink.publish_batch(messages)
 
-        await asyncio.gather(*(worker() for _ in range(_MAX_IN_FLIGHT)))
-
-    async def _publish(
-        self, sink: IntentSink | None, topic: str, intent: Intent
+    def _record(
+        self,
+        topic: str,
+        intent: Intent,
+        payload: dict[str, Any],
+        outcome: str,
+        error: str | None,
+        latency: float,
     ) -> None:
-        issued_at = self.clock.now()
-        payload = intent.payload(
-            issued_at, self.schedule.ttl_seconds, valid_until=self._valid_until(intent)
-        )
-        expires_at = datetime.fromisoformat(payload["expires_at"])
+        """Log the attempt, count it, and remember what the broker acknowledged."""
         attempt = self._attempts.get(topic, 0) + 1
-        if expires_at <= self.clock.now():
-            self.metrics.skipped_expired.inc()
-            _log_attempt(topic, payload, "skipped_expired", None, 0.0, attempt)
-            return
-        outcome, error, latency = await self._send(sink, topic, payload, expires_at)
         _log_attempt(topic, payload, outcome, error, latency, attempt)
+        if outcome == "skipped_expired":
+            self.metrics.skipped_expired.inc()
+            return
         self.metrics.publishes.labels(outcome=outcome).inc()
         if outcome == "failed":
             self._attempts[topic] = attempt
             return
         self.metrics.publish_latency.observe(latency)
+        issued_at = datetime.fromisoformat(payload["issued_at"])
         self._acknowledged[topic] = _Delivered(intent.intent_id, issued_at)
         self._attempts.pop(topic, None)
         self._count_transition(topic, intent)
-
-    async def _send(
-        self,
-        sink: IntentSink | None,
-        topic: str,
-        payload: dict[str, Any],
-        expires_at: datetime,
-    ) -> tuple[str, str | None, float]:
-        """Publish; the outcome, the error if any, and the latency in seconds."""
-        if self.options.dry_run or sink is None:
-            return "dry_run", None, 0.0
-        remaining = int((expires_at - self.clock.now()).total_seconds())
-        began = time.monotonic()
-        try:
-            await sink.publish(
-                topic, encode(payload), message_expiry_seconds=max(remaining, 1)
-            )
-        except BrokerError as exc:
-            return "failed", str(exc), time.monotonic() - began
-        return "acknowledged", None, time.monotonic() - began
 
     def _valid_until(self, intent: Intent) -> datetime | None:
         if self.options.expiry != "window" or intent.window is None:
