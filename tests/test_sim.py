@@ -1,0 +1,184 @@
+"""The simulation harness: shipped scenarios pass, broken ones fail loudly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tvpower.sim import load_scenario, run_scenario, simulate
+from tvpower.sim.__main__ import main
+from tvpower.sim.fleet import Receipt
+from tvpower.sim.run import record
+from tvpower.sim.verify import (
+    POWER_COLUMNS,
+    RECEIVED_COLUMNS,
+    VIOLATION_COLUMNS,
+    verify,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = sorted((ROOT / "scenarios" / "sim").glob("*.yaml"))
+BROKEN = ROOT / "tests" / "data" / "sim-broken-expectation.yaml"
+LOBBY = ROOT / "scenarios" / "sim" / "schedules" / "lobby.yaml"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; put it back as pytest had it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_every_required_scenario_ships() -> None:
+    names = {path.stem for path in SCENARIOS}
+    assert {
+        "back-to-back",
+        "broker-restart",
+        "cancellation",
+        "client-reconnect",
+        "makerspace",
+        "publisher-restart",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+async def test_shipped_scenario_passes(path: Path) -> None:
+    result = await simulate(path)
+
+    assert result.violations.empty, result.violations.to_string()
+    assert list(result.received.columns) == RECEIVED_COLUMNS
+    assert list(result.power.columns) == POWER_COLUMNS
+    assert list(result.violations.columns) == VIOLATION_COLUMNS
+    assert result.received["valid"].all()
+    assert len(result.received) > 0
+
+
+async def test_cancellation_switches_the_tvs_off_a_grace_later() -> None:
+    result = await simulate(ROOT / "scenarios" / "sim" / "cancellation.yaml")
+
+    power = result.power[result.power["client_id"] == "lobby-left"]
+    off_at = pd.Timestamp("2026-03-02T13:20:30Z")
+    assert (power["start"] == off_at).any()
+    assert power.loc[power["start"] == off_at, "power"].item() == "off"
+
+
+async def test_a_reconnecting_client_learns_the_retained_intent() -> None:
+    result = await simulate(ROOT / "scenarios" / "sim" / "client-reconnect.yaml")
+
+    learned = result.received[result.received["via"] == "reconnect"]
+    assert set(learned["client_id"]) == {"lobby-left", "lobby-right", "kiosk"}
+    assert learned["retained"].all()
+
+
+def test_broken_expectation_exits_1_and_writes_csvs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    status = main([str(BROKEN), "--out", str(tmp_path)])
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "expect[0]: TV off, expected on" in out
+    violations = pd.read_csv(tmp_path / "sim-broken-expectation-violations.csv")
+    assert set(violations["check"]) == {"expect"}
+    for name in ("received", "power"):
+        assert (tmp_path / f"sim-broken-expectation-{name}.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "timeline:\n  - {at: 2026-03-02T09:00:00Z, disconnect: nobody}\n",
+            "timeline[0]: field 'disconnect': expected a client of "
+            f"{LOBBY}, got 'nobody'",
+        ),
+        (
+            "expect:\n  - {client: kiosk, at: 2026-03-02T09:00:00Z, state: dim}\n",
+            "expect[0]: field 'state': expected on or off, got 'dim'",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:00:00Z, cancel: nope}\n",
+            "timeline[0]: field 'cancel': expected the id of an event of the "
+            "schedule, got 'nope'",
+        ),
+    ],
+    ids=["unknown-client", "bad-state", "unknown-event"],
+)
+def test_bad_scenario_exits_2_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    body: str,
+    message: str,
+) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(
+        f"schedule: {LOBBY}\n"
+        "start: 2026-03-02T08:30:00Z\n"
+        "end: 2026-03-02T10:00:00Z\n" + body
+    )
+
+    status = main([str(scenario)])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == f"python -m tvpower.sim: error: {scenario}: {message}\n"
+
+
+def test_a_time_without_zone_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(
+        f"schedule: {LOBBY}\nstart: 2026-03-02T08:30:00Z\nend: 2026-03-02T10:00:00\n"
+    )
+
+    assert main([str(scenario)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{scenario}: field 'end': expected an ISO 8601 instant" in err
+
+
+async def test_the_checks_catch_what_a_faulty_run_would_show() -> None:
+    recording = await record(load_scenario(BROKEN))
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    off = {
+        "schema_version": "1.0",
+        "intent_id": "00000000-0000-5000-8000-000000000000",
+        "issued_at": "2026-03-02T09:30:00Z",
+        "expires_at": "2026-03-02T09:40:00Z",
+        "target": {"client_id": "lobby-left", "group_id": "lobby"},
+        "power": {
+            "desired_state": "off",
+            "reason": "no_active_event",
+            "grace_seconds": 30,
+        },
+        "event_window": None,
+    }
+    topic = "infoscreen/lobby-left/power/intent"
+    recording.receipts += [
+        Receipt(at, "lobby-left", topic, "live", False, True, "", off),
+        Receipt(at, "lobby-left", topic, "live", False, False, "schema: bad", {}),
+    ]
+    # A log that misses every publish after the first pass.
+    recording.log_lines[:] = recording.log_lines[:3]
+
+    checks = set(verify(recording).violations["check"])
+
+    assert {"on_window", "payload", "audit", "expect"} <= checks
+
+
+def test_run_scenario_is_the_synchronous_way_in() -> None:
+    result = run_scenario(BROKEN)
+
+    assert not result.passed
+    assert result.scenario == "sim-broken-expectation"
+    assert result.clients == 3

@@ -1,0 +1,73 @@
+"""``python -m tvpower.sim SCENARIO...``: run scenarios, print a summary.
+
+Exit status 0 if every check of every scenario passed, 1 if one failed, 2
+on bad input (one line naming the file, entry and field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tvpower.cli import configure_logging, run_cli
+from tvpower.sim import SimResult, load_scenario, simulate
+
+PROG = "python -m tvpower.sim"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    return run_cli(PROG, lambda: _run(args.scenarios, args.out))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
+    parser.add_argument(
+        "--out", type=Path, help="write received, power and violations CSVs here"
+    )
+    return parser
+
+
+def _run(paths: list[Path], out: Path | None) -> int:
+    configure_logging(level=logging.WARNING)
+    for path in paths:
+        load_scenario(path)  # every file checked before any run
+    results = [asyncio.run(simulate(path)) for path in paths]
+    print(_summary(results).to_string(index=False))
+    for result in results:
+        for v in result.violations.itertuples():
+            print(f"{result.scenario}: {v.check} {v.client_id} {v.at}: {v.detail}")
+        if out is not None:
+            _write(result, out)
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _summary(results: list[SimResult]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "scenario": [r.scenario for r in results],
+            "clients": [r.clients for r in results],
+            "intents received": [len(r.received) for r in results],
+            "violations": [len(r.violations) for r in results],
+            "seconds": [round(r.seconds, 1) for r in results],
+        }
+    )
+
+
+def _write(result: SimResult, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("received", "power", "violations"):
+        frame: pd.DataFrame = getattr(result, name)
+        frame.to_csv(out / f"{result.scenario}-{name}.csv", index=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Simulated TV clients, fed by real MQTT subscriptions.
+
+One fleet subscriber (a real aiomqtt connection) receives every intent and
+hands it to the simulated client it is for. A client that reconnects or
+joins opens a short-lived connection of its own and learns the retained
+intent of its topics, as a real client would.
+
+Each client behaves as a careful client of the contract: ``on`` at once,
+``off`` only after ``grace_seconds`` unless a newer intent arrives in
+between, expired intents and other topics ignored, its own topic before its
+group's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiomqtt
+import jsonschema
+
+from tvpower.clock import Clock
+from tvpower.intents import validate_payload
+
+__all__ = ["Fleet", "FleetSubscriber", "Receipt", "SimClient", "fetch_retained"]
+
+PREFIX = "infoscreen"
+_CLIENT_TOPIC = re.compile(rf"^{PREFIX}/([^/]+)/power/intent$")
+_GROUP_TOPIC = re.compile(rf"^{PREFIX}/groups/([^/]+)/power/intent$")
+FILTERS = (f"{PREFIX}/+/power/intent", f"{PREFIX}/groups/+/power/intent")
+# How long a reconnecting client waits for the retained intents of its topics.
+RETAINED_WAIT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One intent message as one client received it."""
+
+    at: datetime
+    client_id: str
+    topic: str
+    via: str
+    retained: bool
+    valid: bool
+    problem: str
+    payload: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        power = self.payload.get("power") or {}
+        return {
+            "client_id": self.client_id,
+            "at": self.at,
+            "topic": self.topic,
+            "via": self.via,
+            "retained": self.retained,
+            "valid": self.valid,
+            "problem": self.problem,
+            "intent_id": self.payload.get("intent_id"),
+            "desired_state": power.get("desired_state"),
+            "reason": power.get("reason"),
+            "grace_seconds": power.get("grace_seconds"),
+            "issued_at": self.payload.get("issued_at"),
+            "expires_at": self.payload.get("expires_at"),
+        }
+
+
+@dataclass
+class SimClient:
+    """One TV and the small computer driving it."""
+
+    client_id: str
+    group_id: str | None
+    present: bool
+    power: str = "off"
+    since: datetime | None = None
+    connected: bool = True
+    off_at: datetime | None = None
+    reason: str | None = None
+    own: dict[str, Any] | None = None
+    group: dict[str, Any] | None = None
+    segments: list[tuple[datetime, datetime, str]] = field(default_factory=list)
+
+    def join(self, now: datetime) -> None:
+        self.present = True
+        self.connected = True
+        self.since = now
+
+    def learn(self, payload: dict[str, Any], *, own: bool, now: datetime) -> None:
+        """Take a valid, unexpired intent into account."""
+        if own:
+            self.own = payload
+        else:
+            self.group = payload
+        intent = self.own or self.group
+        if intent is not payload:
+            return  # a group intent while the client's own one holds
+        self.reason = payload["power"]["reason"]
+        if payload["power"]["desired_state"] == "on":
+            self.off_at = None
+            self._switch("on", now)
+        elif self.power == "on" and self.off_at is None:
+            grace = timedelta(seconds=payload["power"]["grace_seconds"])
+            self.off_at = now + grace
+
+    def tick(self, now: datetime) -> None:
+        """Switch off if the grace after an ``off`` intent has run out."""
+        if self.off_at is not None and self.off_at <= now:
+            self._switch("off", self.off_at)
+            self.off_at = None
+
+    def finish(self, end: datetime) -> None:
+        if self.present and self.since is not None and self.since < end:
+            self.segments.append((self.since, end, self.power))
+        self.since = end
+
+    def _switch(self, power: str, at: datetime) -> None:
+        if power == self.power:
+            return
+        if self.since is not None and self.since < at:
+            self.segments.append((self.since, at, self.power))
+        self.power = power
+        self.since = at
+
+
+@dataclass
+class Fleet:
+    """The simulated clients, and everything they received."""
+
+    clients: dict[str, SimClient]
+    clock: Clock
+    receipts: list[Receipt] = field(default_factory=list)
+    # (topic, intent_id, issued_at) of every intent message that arrived.
+    arrived: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def deliver(
+        self, topic: str, body: bytes, *, retained: bool, via: str, only: str | None
+    ) -> None:
+        """Hand one message to the clients it is for (``only``: to that one)."""
+        targets = self._targets(topic)
+        if targets is None:
+            return  # another topic: amqtt may send any retained message
+        payload, problem = _decode(body)
+        key = (topic, str(payload.get("intent_id")), str(payload.get("issued_at")))
+        self.arrived.add(key)
+        now = self.clock.now()
+        problem = problem or _timing_problem(payload, now)
+        for client in targets:
+            if only is not None and client.client_id != only:
+                continue
+            if not (client.present and client.connected):
+                continue
+            self.receipts.append(
+                Receipt(
+                    now,
+                    client.client_id,
+                    topic,
+                    via,
+                    retained,
+                    not problem,
+                    problem,
+                    payload,
+                )
+            )
+            if not problem:
+                own = _CLIENT_TOPIC.match(topic) is not None
+                client.learn(payload, own=own, now=now)
+
+    def next_deadline(self) -> datetime | None:
+        deadlines = [c.off_at for c in self.clients.values() if c.off_at is not None]
+        return min(deadlines, default=None)
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        for client in self.clients.values():
+            client.tick(now)
+
+    def _targets(self, topic: str) -> list[SimClient] | None:
+        match = _CLIENT_TOPIC.match(topic)
+        if match is not None and match.group(1) != "groups":
+            client = self.clients.get(match.group(1))
+            return [client] if client is not None else []
+        match = _GROUP_TOPIC.match(topic)
+        if match is not None:
+            group = match.group(1)
+            return [c for c in self.clients.values() if c.group_id == group]
+        return None
+
+
+def _decode(body: bytes) -> tuple[dict[str, Any], str]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        return {}, f"not JSON: {exc}"
+    try:
+        validate_payload(payload)
+    except jsonschema.ValidationError as exc:
+        return payload if isinstance(payload, dict) else {}, f"schema: {exc.message}"
+    return payload, ""
+
+
+def _timing_problem(payload: dict[str, Any], now: datetime) -> str:
+    if not payload:
+        return ""
+    for name in ("issued_at", "expires_at"):
+        if not str(payload.get(name, "")).endswith("Z"):
+            return f"{name} is not UTC with Z: {payload.get(name)!r}"
+    expires = datetime.fromisoformat(payload["expires_at"])
+    if expires <= now:
+        return f"expired on arrival: expires_at {payload['expires_at']}"
+    return ""
+
+
+def _mqtt_client(port: int, name: str) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        identifier=f"sim-{name}-{uuid.uuid4().hex[:8]}",
+        protocol=aiomqtt.ProtocolVersion.V311,
+    )
+
+
+class FleetSubscriber:
+    """The one live subscription of the whole fleet, restartable."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, port: int) -> None:
+        stack = contextlib.AsyncExitStack()
+        client = await stack.enter_async_context(_mqtt_client(port, "fleet"))
+        for topic_filter in FILTERS:
+            await client.subscribe(topic_filter, qos=1)
+        self._stack = stack
+        self._reader = asyncio.create_task(self._read(client))
+
+    async def stop(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await stack.aclose()
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for message in client.messages:
+                self.fleet.deliver(
+                    message.topic.value,
+                    _body(message.payload),
+                    retained=bool(message.retain),
+                    via="live",
+                    only=None,
+                )
+
+
+async def fetch_retained(
+    port: int, fleet: Fleet, client: SimClient, *, group_topics: bool
+) -> int:
+    """Subscribe as ``client`` on a fresh connection; deliver what is retained.
+
+    Returns how many intents of its topics arrived within the wait.
+    """
+    topics = [f"{PREFIX}/{client.client_id}/power/intent"]
+    if group_topics and client.group_id is not None:
+        topics.append(f"{PREFIX}/groups/{client.group_id}/power/intent")
+    seen: set[str] = set()
+    async with _mqtt_client(port, client.client_id) as connection:
+        for topic in topics:
+            await connection.subscribe(topic, qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RETAINED_WAIT_SECONDS):
+                async for message in connection.messages:
+                    topic = message.topic.value
+                    if topic not in topics:
+                        continue
+                    fleet.deliver(
+                        topic,
+                        _body(message.payload),
+                        retained=bool(message.retain),
+                        via="reconnect",
+                        only=client.client_id,
+                    )
+                    seen.add(topic)
+                    if len(seen) == len(topics):
+                        break
+    return len(seen)
+
+
+def _body(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return str(payload).encode()

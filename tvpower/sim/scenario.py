@@ -1,0 +1,334 @@
+"""Scenario files: a schedule, a time range, what happens when, what to expect.
+
+Every problem is a :class:`ScheduleError` naming the scenario file, the entry
+(``timeline[2]``, ``expect[0]``) and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tvpower.errors import ScheduleError
+from tvpower.schedule import Schedule, load_schedule
+
+# The schedule loader keeps times as strings and "off" as a string: the
+# scenario and the schedule data it edits must read the same way.
+from tvpower.schedule import _ScheduleLoader as ScheduleLoader
+
+__all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
+
+_KEYS = ("schedule", "start", "end", "timeline", "expect", "group_topics")
+_CLIENT_ACTIONS = ("disconnect", "reconnect", "join")
+_EVENT_ACTIONS = ("cancel", "edit", "add")
+ACTIONS = (*_CLIENT_ACTIONS, "restart", *_EVENT_ACTIONS)
+RESTARTABLE = ("publisher", "broker")
+STATES = ("on", "off")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing that happens at ``at``: ``kind`` is one of ``ACTIONS``.
+
+    ``target`` is a client id, ``publisher``/``broker``, or an event id;
+    ``fields`` the event fields of an ``edit`` or ``add``.
+    """
+
+    at: datetime
+    kind: str
+    target: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A statement about one client: its state at an instant, or no off."""
+
+    entry: str
+    client_id: str
+    at: datetime | None = None
+    state: str | None = None
+    reason: str | None = None
+    no_off_between: tuple[datetime, datetime] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    schedule_path: Path
+    schedule: Schedule
+    document: Mapping[str, Any]
+    start: datetime
+    end: datetime
+    actions: tuple[Action, ...]
+    expectations: tuple[Expectation, ...]
+    group_topics: bool
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def edits(self) -> bool:
+        """Whether the schedule changes during the run."""
+        return any(a.kind in _EVENT_ACTIONS for a in self.actions)
+
+    @property
+    def joining(self) -> frozenset[str]:
+        """Clients absent at the start that join later."""
+        return frozenset(a.target for a in self.actions if a.kind == "join")
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file and the schedule it names."""
+    path = Path(path)
+    document = _read(path)
+    _check_scenario_keys(document, path)
+    schedule_path = (path.parent / _text(document, "schedule", path, None)).resolve()
+    if not schedule_path.is_file():
+        raise ScheduleError(
+            str(path), f"no schedule file at {schedule_path}", field="schedule"
+        )
+    schedule = load_schedule(schedule_path)
+    raw_schedule = _read(schedule_path)
+    start = _instant(document.get("start"), path, None, "start")
+    end = _instant(document.get("end"), path, None, "end")
+    if end <= start:
+        raise ScheduleError(str(path), "expected end after start", field="end")
+    group_topics = document.get("group_topics", False)
+    if not isinstance(group_topics, bool):
+        raise ScheduleError(
+            str(path),
+            f"expected true or false, got {group_topics!r}",
+            field="group_topics",
+        )
+    actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
+    for index, action in enumerate(actions):
+        if not start <= action.at < end:
+            raise ScheduleError(
+                str(path),
+                f"expected an instant from start to before end, got {action.at}",
+                entry=f"timeline[{index}]",
+                field="at",
+            )
+    expectations = _expectations(document.get("expect", []), path, schedule)
+    return Scenario(
+        path=path,
+        schedule_path=schedule_path,
+        schedule=schedule,
+        document=raw_schedule,
+        start=start,
+        end=end,
+        actions=actions,
+        expectations=expectations,
+        group_topics=group_topics,
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ScheduleError(str(path), f"cannot read the file: {exc.strerror}") from exc
+    try:
+        document = yaml.load(text, Loader=ScheduleLoader)
+    except yaml.YAMLError as exc:
+        problem = str(exc).replace("\n", " ")
+        raise ScheduleError(str(path), f"invalid YAML: {problem}") from exc
+    if not isinstance(document, dict):
+        raise ScheduleError(str(path), f"expected a mapping, got {document!r}")
+    return document
+
+
+def _check_scenario_keys(document: Mapping[str, Any], path: Path) -> None:
+    unknown = sorted(set(document) - set(_KEYS))
+    if unknown:
+        raise ScheduleError(
+            str(path), f"expected only {', '.join(_KEYS)}", field=unknown[0]
+        )
+
+
+def _text(raw: Mapping[str, Any], key: str, path: Path, entry: str | None) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise ScheduleError(
+            str(path),
+            f"expected a non-empty string, got {value!r}",
+            entry=entry,
+            field=key,
+        )
+    return value
+
+
+def _instant(value: Any, path: Path, entry: str | None, field: str) -> datetime:
+    expected = "an ISO 8601 instant with a zone, such as 2019-03-05T12:00:00Z"
+    try:
+        instant = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise ScheduleError(
+            str(path), f"expected {expected}, got {value!r}", entry=entry, field=field
+        )
+    return instant.astimezone(UTC)
+
+
+def _list(value: Any, path: Path, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ScheduleError(str(path), f"expected a list, got {value!r}", field=field)
+    return value
+
+
+def _actions(
+    value: Any, path: Path, schedule: Schedule, raw_schedule: Mapping[str, Any]
+) -> tuple[Action, ...]:
+    events = [
+        e.get("id") for e in raw_schedule.get("events") or [] if isinstance(e, dict)
+    ]
+    known_events = set(events)
+    actions = []
+    previous: datetime | None = None
+    for index, raw in enumerate(_list(value, path, "timeline")):
+        entry = f"timeline[{index}]"
+        action = _action(raw, path, entry, schedule, known_events)
+        if previous is not None and action.at < previous:
+            raise ScheduleError(
+                str(path),
+                "expected the timeline in order of time",
+                entry=entry,
+                field="at",
+            )
+        previous = action.at
+        actions.append(action)
+    return tuple(actions)
+
+
+def _action(
+    raw: Any, path: Path, entry: str, schedule: Schedule, known_events: set[Any]
+) -> Action:
+    if not isinstance(raw, dict):
+        raise ScheduleError(str(path), f"expected a mapping, got {raw!r}", entry=entry)
+    at = _instant(raw.get("at"), path, entry, "at")
+    kinds = [k for k in raw if k != "at"]
+    if len(kinds) != 1 or kinds[0] not in ACTIONS:
+        raise ScheduleError(
+            str(path),
+            f"expected 'at' and one of {', '.join(ACTIONS)}, "
+            f"got {', '.join(map(str, kinds)) or 'none'}",
+            entry=entry,
+        )
+    kind = kinds[0]
+    value = raw[kind]
+    if kind in _CLIENT_ACTIONS:
+        return Action(at, kind, _client(value, path, entry, kind, schedule), {})
+    if kind == "restart":
+        if value not in RESTARTABLE:
+            raise ScheduleError(
+                str(path),
+                f"expected publisher or broker, got {value!r}",
+                entry=entry,
+                field=kind,
+            )
+        return Action(at, kind, value, {})
+    if kind == "cancel":
+        if value not in known_events:
+            raise ScheduleError(
+                str(path),
+                f"expected the id of an event of the schedule, got {value!r}",
+                entry=entry,
+                field=kind,
+            )
+        return Action(at, kind, value, {})
+    return _event_action(at, kind, value, path, entry, known_events)
+
+
+def _event_action(
+    at: datetime, kind: str, value: Any, path: Path, entry: str, known: set[Any]
+) -> Action:
+    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+        raise ScheduleError(
+            str(path),
+            f"expected a mapping with an id, got {value!r}",
+            entry=entry,
+            field=kind,
+        )
+    if kind == "edit" and value["id"] not in known:
+        raise ScheduleError(
+            str(path),
+            f"expected the id of an event of the schedule, got {value['id']!r}",
+            entry=entry,
+            field="edit.id",
+        )
+    known.add(value["id"])
+    return Action(at, kind, value["id"], copy.deepcopy(value))
+
+
+def _client(value: Any, path: Path, entry: str, field: str, schedule: Schedule) -> str:
+    if value not in schedule.clients:
+        raise ScheduleError(
+            str(path),
+            f"expected a client of {schedule.path}, got {value!r}",
+            entry=entry,
+            field=field,
+        )
+    return str(value)
+
+
+def _expectations(
+    value: Any, path: Path, schedule: Schedule
+) -> tuple[Expectation, ...]:
+    result = []
+    for index, raw in enumerate(_list(value, path, "expect")):
+        entry = f"expect[{index}]"
+        if not isinstance(raw, dict):
+            raise ScheduleError(
+                str(path), f"expected a mapping, got {raw!r}", entry=entry
+            )
+        unknown = sorted(
+            set(raw) - {"client", "at", "state", "reason", "no_off_between"}
+        )
+        if unknown:
+            raise ScheduleError(
+                str(path),
+                "expected client, at, state, reason or no_off_between",
+                entry=entry,
+                field=unknown[0],
+            )
+        client_id = _client(raw.get("client"), path, entry, "client", schedule)
+        result.append(_expectation(raw, client_id, path, entry))
+    return tuple(result)
+
+
+def _expectation(
+    raw: Mapping[str, Any], client_id: str, path: Path, entry: str
+) -> Expectation:
+    if "no_off_between" in raw:
+        between = raw["no_off_between"]
+        if not isinstance(between, list) or len(between) != 2:
+            raise ScheduleError(
+                str(path),
+                f"expected [START, END], got {between!r}",
+                entry=entry,
+                field="no_off_between",
+            )
+        lo = _instant(between[0], path, entry, "no_off_between")
+        hi = _instant(between[1], path, entry, "no_off_between")
+        return Expectation(entry, client_id, no_off_between=(lo, hi))
+    at = _instant(raw.get("at"), path, entry, "at")
+    state = raw.get("state")
+    if state is not None and state not in STATES:
+        raise ScheduleError(
+            str(path), f"expected on or off, got {state!r}", entry=entry, field="state"
+        )
+    reason = raw.get("reason")
+    if state is None and reason is None:
+        raise ScheduleError(
+            str(path), "expected state, reason or no_off_between", entry=entry
+        )
+    return Expectation(entry, client_id, at=at, state=state, reason=reason)

@@ -1,0 +1,296 @@
+"""Checks of a recorded run against the engine, the contract and the scenario.
+
+``on_window``: no ``off`` intent received, and no TV switched off, while the
+schedule in force puts the client in an ``on`` window (a switch-off within
+grace of an edit counts only if every schedule in force then said ``on``).
+``retained``: a client that reconnects or joins learns the engine's state
+at once from the retained intent. ``payload``: every intent is
+schema-valid, in UTC with ``Z``, and not expired on arrival. ``audit``: the
+publisher's log, rebuilt by :mod:`tvpower.audit`, matches the engine (runs
+without edits only). ``expect``: the scenario's own statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from tvpower.audit import compare, read_publish_log, rebuild
+from tvpower.engine import compute_timeline
+from tvpower.sim.fleet import Receipt
+from tvpower.sim.run import Recording, Violation
+from tvpower.sim.scenario import Expectation
+
+__all__ = [
+    "POWER_COLUMNS",
+    "RECEIVED_COLUMNS",
+    "VIOLATION_COLUMNS",
+    "Verdict",
+    "verify",
+]
+
+NS = 1_000_000_000
+RECEIVED_COLUMNS = [
+    "client_id",
+    "at",
+    "topic",
+    "via",
+    "retained",
+    "valid",
+    "problem",
+    "intent_id",
+    "desired_state",
+    "reason",
+    "grace_seconds",
+    "issued_at",
+    "expires_at",
+]
+POWER_COLUMNS = ["client_id", "start", "end", "power"]
+VIOLATION_COLUMNS = ["check", "client_id", "at", "detail"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    received: pd.DataFrame
+    power: pd.DataFrame
+    violations: pd.DataFrame
+
+
+class _Engine:
+    """What each schedule version in force says, per client and instant."""
+
+    def __init__(self, recording: Recording) -> None:
+        scenario = recording.scenario
+        self.span = (_ns(scenario.start), _ns(scenario.end))
+        self.versions: list[tuple[datetime, pd.DataFrame]] = []
+        for since, schedule in recording.versions:
+            timeline = compute_timeline(schedule, scenario.start, scenario.end)
+            self.versions.append((since, timeline.client_segments(*self.span)))
+
+    def segments(self, at: datetime) -> pd.DataFrame:
+        """The segments of the schedule in force at ``at``."""
+        in_force = [segments for since, segments in self.versions if since <= at]
+        return in_force[-1] if in_force else self.versions[0][1]
+
+    def state(
+        self, client_id: str, at: datetime, segments: pd.DataFrame | None = None
+    ) -> tuple[str, str] | None:
+        rows = self.segments(at) if segments is None else segments
+        instant = _ns(at)
+        hit = rows[
+            (rows["client_id"] == client_id)
+            & (rows["start"] <= instant)
+            & (rows["end"] > instant)
+        ]
+        if hit.empty:
+            return None
+        return str(hit["desired_state"].iloc[0]), str(hit["reason"].iloc[0])
+
+    def on_in_every_version(self, client_id: str, lo: datetime, hi: datetime) -> bool:
+        """Whether every schedule in force over ``[lo, hi]`` says ``on`` at ``hi``."""
+        in_force = [
+            segments
+            for i, (since, segments) in enumerate(self.versions)
+            if since <= hi
+            and (i + 1 == len(self.versions) or self.versions[i + 1][0] > lo)
+        ]
+        states = [self.state(client_id, hi, s) for s in in_force]
+        return all(s is not None and s[0] == "on" for s in states)
+
+
+def verify(recording: Recording) -> Verdict:
+    """Run every check; the received intents, the TV power, the violations."""
+    engine = _Engine(recording)
+    received = _received(recording.receipts)
+    power = _power(recording)
+    rows: list[Violation] = list(recording.problems)
+    rows += _off_in_window(recording, engine)
+    rows += _retained(recording, engine)
+    rows += _payloads(recording.receipts)
+    if not recording.scenario.edits:
+        rows += _audit(recording, engine)
+    for expectation in recording.scenario.expectations:
+        rows += _expectation(expectation, received, power)
+    violations = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    violations = violations.sort_values(["at", "check"], kind="stable")
+    return Verdict(received, power, violations.reset_index(drop=True))
+
+
+def _received(receipts: list[Receipt]) -> pd.DataFrame:
+    return pd.DataFrame([r.row() for r in receipts], columns=RECEIVED_COLUMNS)
+
+
+def _power(recording: Recording) -> pd.DataFrame:
+    rows = [
+        (client.client_id, start, end, state)
+        for client in recording.clients.values()
+        for start, end, state in client.segments
+    ]
+    return pd.DataFrame(rows, columns=POWER_COLUMNS)
+
+
+def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
+    rows: list[Violation] = []
+    for receipt in recording.receipts:
+        state = engine.state(receipt.client_id, receipt.at)
+        off = receipt.valid and receipt.payload["power"]["desired_state"] == "off"
+        if off and state is not None and state[0] == "on":
+            detail = f"off intent {receipt.payload['intent_id']} inside an on window"
+            rows.append(("on_window", receipt.client_id, receipt.at, detail))
+    for client in recording.clients.values():
+        grace = timedelta(seconds=_grace(recording, client.client_id))
+        for (_, at, before), (_, _, after) in zip(
+            client.segments, client.segments[1:], strict=False
+        ):
+            switched_off = before == "on" and after == "off"
+            if switched_off and engine.on_in_every_version(
+                client.client_id, at - grace, at
+            ):
+                detail = "TV switched off inside an on window"
+                rows.append(("on_window", client.client_id, at, detail))
+    return rows
+
+
+def _grace(recording: Recording, client_id: str) -> int:
+    grace = [
+        r.payload["power"]["grace_seconds"]
+        for r in recording.receipts
+        if r.client_id == client_id and r.valid
+    ]
+    return int(max(grace, default=30))
+
+
+def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
+    rows: list[Violation] = []
+    for reconnect in recording.reconnects:
+        client_id, at = reconnect.client_id, reconnect.at
+        if reconnect.learned == 0:
+            detail = f"{reconnect.kind}: no retained intent arrived"
+            rows.append(("retained", client_id, at, detail))
+            continue
+        expected = engine.state(client_id, at)
+        own = [
+            r
+            for r in recording.receipts
+            if r.via == "reconnect"
+            and r.client_id == client_id
+            and r.at == at
+            and r.topic.split("/")[1] == client_id
+        ]
+        for receipt in own:
+            got = receipt.payload.get("power", {}).get("desired_state")
+            if (expected is not None and got != expected[0]) or not receipt.retained:
+                detail = (
+                    f"{reconnect.kind}: learned {got} (retained={receipt.retained}), "
+                    f"engine says {expected and expected[0]}"
+                )
+                rows.append(("retained", client_id, at, detail))
+    return rows
+
+
+def _payloads(receipts: list[Receipt]) -> list[Violation]:
+    return [
+        ("payload", r.client_id, r.at, f"{r.topic}: {r.problem}")
+        for r in receipts
+        if not r.valid
+    ]
+
+
+def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
+    records = read_publish_log(recording.log_lines, source="sim")
+    if records.empty:
+        return [("audit", None, recording.scenario.start, "nothing was published")]
+    rebuilt = rebuild(records)
+    # A rebuilt timeline ends at the log's last publish; the publisher
+    # refreshes every intent at half its lifetime, so that is not long ago.
+    log_end = int(records["issued_at"].max())
+    lo, hi = engine.span
+    refresh_ns = recording.scenario.schedule.ttl_seconds * NS // 2
+    rows: list[Violation] = []
+    if hi - log_end > refresh_ns:
+        detail = f"the log ends at {_dt(log_end).isoformat()}, before a refresh was due"
+        rows.append(("audit", None, _dt(log_end), detail))
+    if log_end <= lo:
+        return rows
+    expected = engine.versions[0][1]
+    differences = compare(rebuilt, expected, span=(lo, log_end))
+    return rows + [
+        (
+            "audit",
+            str(d.client_id),
+            _dt(d.start),
+            f"until {_dt(d.end).isoformat()}: logged {d.logged_state} "
+            f"{d.logged_reason}, engine {d.expected_state} {d.expected_reason}",
+        )
+        for d in differences.itertuples()
+    ]
+
+
+def _expectation(
+    expectation: Expectation, received: pd.DataFrame, power: pd.DataFrame
+) -> list[Violation]:
+    client_id = expectation.client_id
+    mine = received[(received["client_id"] == client_id) & received["valid"]]
+    tv = power[power["client_id"] == client_id]
+    if expectation.no_off_between is not None:
+        return _no_off(expectation, *expectation.no_off_between, mine, tv)
+    return _state_at(expectation, mine, tv)
+
+
+def _no_off(
+    expectation: Expectation,
+    lo: datetime,
+    hi: datetime,
+    mine: pd.DataFrame,
+    tv: pd.DataFrame,
+) -> list[Violation]:
+    """No ``off`` intent received in ``[lo, hi)``, and the TV never off there."""
+    client_id, where = expectation.client_id, f"{expectation.entry}: "
+    rows: list[Violation] = []
+    off = mine[
+        (mine["desired_state"] == "off") & (mine["at"] >= lo) & (mine["at"] < hi)
+    ]
+    for at in off["at"]:
+        rows.append(("expect", client_id, at, where + "off intent received"))
+    dark = tv[(tv["power"] == "off") & (tv["start"] < hi) & (tv["end"] > lo)]
+    for start in dark["start"]:
+        rows.append(("expect", client_id, max(start, lo), where + "TV off"))
+    return rows
+
+
+def _state_at(
+    expectation: Expectation, mine: pd.DataFrame, tv: pd.DataFrame
+) -> list[Violation]:
+    """The TV's power, and the last received intent's reason, at the instant."""
+    client_id, where, at = (
+        expectation.client_id,
+        f"{expectation.entry}: ",
+        expectation.at,
+    )
+    assert at is not None
+    rows: list[Violation] = []
+    if expectation.state is not None:
+        # A stretch that ends at the instant counts only if none starts there.
+        current = tv[(tv["start"] <= at) & (tv["end"] >= at)]
+        state = str(current["power"].iloc[-1]) if len(current) else "absent"
+        if state != expectation.state:
+            detail = f"{where}TV {state}, expected {expectation.state}"
+            rows.append(("expect", client_id, at, detail))
+    if expectation.reason is not None:
+        before = mine[mine["at"] <= at]
+        reason = str(before["reason"].iloc[-1]) if len(before) else "none"
+        if reason != expectation.reason:
+            detail = f"{where}reason {reason}, expected {expectation.reason}"
+            rows.append(("expect", client_id, at, detail))
+    return rows
+
+
+def _ns(instant: datetime) -> int:
+    return int(instant.timestamp()) * NS
+
+
+def _dt(ns: Any) -> datetime:
+    return datetime.fromtimestamp(int(ns) / NS, tz=UTC)
