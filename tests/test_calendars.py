@@ -636,3 +636,105 @@ def test_expanding_again_gives_the_same_frame(makerspace: Schedule) -> None:
     again = expand(makerspace, at(BERLIN, 2026, 3, 1), at(BERLIN, 2026, 4, 1))
 
     pd.testing.assert_frame_equal(first, again)
+
+
+# --- Bad and extreme calendar input -----------------------------------------
+
+
+def test_unknown_x_wr_timezone_leaves_floating_times_in_the_groups_zone(
+    write: Write, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        "BEGIN:VCALENDAR\nX-WR-TIMEZONE:Not/AZone\nBEGIN:VEVENT\nUID:f\n"
+        "DTSTART:20190101T100000\nDTEND:20190101T110000\nEND:VEVENT\nEND:VCALENDAR\n",
+        "nowhere.ics",
+    )
+    schedule = load_schedule(
+        write("""\
+            timezone: America/Chicago
+            groups:
+              room: {clients: [tv], calendars: [nowhere.ics]}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2019, 1, 1), at(UTC, 2019, 1, 2))
+
+    assert spans(frame, CHICAGO) == [
+        (at(CHICAGO, 2019, 1, 1, 10), at(CHICAGO, 2019, 1, 1, 11)),
+    ]
+    assert "unknown time zone 'Not/AZone' in X-WR-TIMEZONE" in caplog.text
+
+
+#: Events a real calendar may hold beyond what the engine handles (int64
+#: nanoseconds: 1677 to 2262); tvpower keeps 1970 to 2200 of them.
+FAR_ICS = """\
+BEGIN:VCALENDAR
+BEGIN:VEVENT
+UID:year-1
+DTSTART:00010101T100000Z
+DTEND:00010101T110000Z
+END:VEVENT
+BEGIN:VEVENT
+UID:year-9999
+DTSTART;TZID=Europe/Berlin:99991231T100000
+DTEND;TZID=Europe/Berlin:99991231T110000
+END:VEVENT
+BEGIN:VEVENT
+UID:across-2200
+DTSTART:21991231T120000Z
+DTEND:22000101T120000Z
+END:VEVENT
+BEGIN:VEVENT
+UID:since-1960
+DTSTART:19600104T100000Z
+DTEND:19600104T110000Z
+RRULE:FREQ=WEEKLY
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+@pytest.fixture
+def far(write: Write) -> Schedule:
+    write(FAR_ICS, "far.ics")
+    return load_schedule(
+        write("""\
+            timezone: UTC
+            groups:
+              room: {clients: [tv], calendars: [far.ics]}
+            events:
+              - {id: centuries, group: room, start: 1970-01-01T00:00:00Z,
+                 end: 2199-01-01T00:00:00Z, rrule: FREQ=YEARLY}
+            """)
+    )
+
+
+def test_occurrences_outside_1970_to_2200_are_skipped_or_clipped(
+    far: Schedule,
+) -> None:
+    # The weekly series began on Monday 1960-01-04; 1970-01-05 is a Monday.
+    frame = expand(far, at(UTC, 1960, 1, 1), at(UTC, 1970, 1, 10))
+    weekly = of_uid(frame, "since-1960")
+    assert spans(weekly, UTC) == [(at(UTC, 1970, 1, 5, 10), at(UTC, 1970, 1, 5, 11))]
+    # The yearly event of 229 years: its first occurrence only, from 1970.
+    assert spans(of_uid(frame, "centuries"), UTC) == [
+        (at(UTC, 1970, 1, 1), at(UTC, 2199, 1, 1))
+    ]
+
+    frame = expand(far, at(UTC, 2199, 12, 31), at(UTC, 2263, 1, 1))
+    # Occurrences that would end in 2428 stop where the engine's range does.
+    assert set(frame["end"]) == {ns(at(UTC, 2200, 1, 1))}
+    assert "across-2200" in set(frame["event_id"])
+    assert "year-9999" not in set(frame["event_id"])
+
+
+def test_expanding_any_range_never_overflows(far: Schedule) -> None:
+    for start, end in [
+        (datetime.min.replace(tzinfo=UTC), at(UTC, 1970, 1, 2)),
+        (at(UTC, 2199, 12, 30), datetime.max.replace(tzinfo=UTC)),
+        (at(UTC, 1, 1, 1), at(UTC, 2, 1, 1)),
+        (at(UTC, 9998, 1, 1), at(UTC, 9999, 1, 1)),
+    ]:
+        frame = expand(far, start, end)
+
+        assert frame["start"].min() >= ns(at(UTC, 1970, 1, 1)) or frame.empty
+        assert frame["end"].max() <= ns(at(UTC, 2200, 1, 1)) or frame.empty

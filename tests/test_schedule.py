@@ -47,7 +47,17 @@ TALK = (
     "end: 2019-03-05T15:00:00{extra}}}\n"
 )
 
-TOPIC_LEVEL = "one MQTT topic level (not empty, without '/', '+', '#' or NUL)"
+OR_ISO = "or an ISO 8601 duration like 'PT15M'"
+RANGE = "an instant from 1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z"
+RRULE = "an RFC 5545 RRULE value like 'FREQ=WEEKLY;BYDAY=TU'"
+DENSITY = (
+    "expected at most 24 occurrences a day (FREQ=MINUTELY needs INTERVAL=60 or more)"
+)
+
+TOPIC_LEVEL = (
+    "one MQTT topic level (1 to 200 bytes of UTF-8, without '/', '+', '#', "
+    "control characters or noncharacters)"
+)
 
 
 @pytest.fixture
@@ -473,22 +483,23 @@ BAD_INPUT = {
     ),
     "negative merge_gap": (
         BASE + "    merge_gap: -5\n",
-        "schedule.yaml: groups.machbar: field 'merge_gap': expected non-negative "
-        "whole seconds or an ISO 8601 duration like 'PT15M', got -5",
+        "schedule.yaml: groups.machbar: field 'merge_gap': expected whole seconds "
+        f"from 0 to 604800 (7 days) {OR_ISO}, got -5",
     ),
     "merge_gap in months": (
         BASE + "merge_gap: P1M\n",
-        "schedule.yaml: field 'merge_gap': expected non-negative whole seconds or an "
-        "ISO 8601 duration like 'PT15M', got 'P1M'",
+        "schedule.yaml: field 'merge_gap': expected whole seconds from 0 to 604800 "
+        f"(7 days) {OR_ISO}, got 'P1M'",
     ),
     "a boolean as seconds": (
         BASE + "clients:\n  machbar-entrance: {grace_seconds: true}\n",
         "schedule.yaml: clients.machbar-entrance: field 'grace_seconds': "
-        "expected non-negative whole seconds, got True",
+        "expected whole seconds from 0 to 604800 (7 days), got True",
     ),
     "ttl too short": (
         BASE + "ttl_seconds: 30\n",
-        "schedule.yaml: field 'ttl_seconds': expected whole seconds >= 60, got 30",
+        "schedule.yaml: field 'ttl_seconds': "
+        "expected whole seconds from 60 to 86400 (1 day), got 30",
     ),
     "duplicate event ids": (
         talk() + TALK.format(extra="").replace("05T", "06T"),
@@ -527,6 +538,207 @@ BAD_INPUT = {
         BASE + "events:\n  - [talk]\n",
         "schedule.yaml: events[0]: expected a mapping, got a list",
     ),
+    # Ids that would break the MQTT connection of the whole fleet.
+    "client id with a C0 control character": (
+        'timezone: UTC\nclients:\n  "a\\x01b": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\x01b'",
+    ),
+    "client id with a newline, in a group": (
+        'timezone: UTC\ngroups:\n  g: {clients: ["a\\nb"]}\n',
+        "schedule.yaml: groups.g: field 'clients': "
+        f"expected each client id to be {TOPIC_LEVEL}, got 'a\\nb'",
+    ),
+    "group id with DEL": (
+        'timezone: UTC\ngroups:\n  "a\\x7fb": {}\n',
+        f"schedule.yaml: groups: expected each group id to be {TOPIC_LEVEL}, "
+        "got 'a\\x7fb'",
+    ),
+    "client id with a C1 control character": (
+        'timezone: UTC\nclients:\n  "a\\x85b": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\x85b'",
+    ),
+    "client id with the noncharacter U+FFFE": (
+        'timezone: UTC\nclients:\n  "a\\uFFFEb": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\ufffeb'",
+    ),
+    "client id with the noncharacter U+FDD0": (
+        'timezone: UTC\nclients:\n  "a\\uFDD0b": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\ufdd0b'",
+    ),
+    "client id with the noncharacter U+10FFFF": (
+        'timezone: UTC\nclients:\n  "a\\U0010FFFFb": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\U0010ffffb'",
+    ),
+    "client id with a lone surrogate": (
+        'timezone: UTC\nclients:\n  "a\\ud800b": {}\n',
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        "got 'a\\ud800b'",
+    ),
+    "client id of 201 bytes": (
+        f"timezone: UTC\ngroups:\n  g: {{clients: [{'x' * 201}]}}\n",
+        "schedule.yaml: groups.g: field 'clients': "
+        f"expected each client id to be {TOPIC_LEVEL}, got '{'x' * 80}'... (201 bytes)",
+    ),
+    "client id of 101 two-byte characters": (
+        f"timezone: UTC\nclients:\n  {'ä' * 101}: {{}}\n",
+        f"schedule.yaml: clients: expected each client id to be {TOPIC_LEVEL}, "
+        f"got '{'ä' * 80}'... (202 bytes)",
+    ),
+    # Rules that dateutil would expand forever, or too densely.
+    "rrule with INTERVAL=0": (
+        talk(", rrule: 'FREQ=DAILY;INTERVAL=0'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': "
+        "expected a positive INTERVAL, got 'FREQ=DAILY;INTERVAL=0'",
+    ),
+    "rrule with a negative INTERVAL": (
+        talk(", rrule: 'FREQ=WEEKLY;INTERVAL=-2'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': "
+        "expected a positive INTERVAL, got 'FREQ=WEEKLY;INTERVAL=-2'",
+    ),
+    "rrule with COUNT=0": (
+        talk(", rrule: 'FREQ=DAILY;COUNT=0'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': "
+        "expected a positive COUNT, got 'FREQ=DAILY;COUNT=0'",
+    ),
+    "rrule with a negative COUNT": (
+        talk(", rrule: 'FREQ=DAILY;COUNT=-3'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': "
+        "expected a positive COUNT, got 'FREQ=DAILY;COUNT=-3'",
+    ),
+    "rrule every second": (
+        talk(", rrule: 'FREQ=SECONDLY;INTERVAL=3600'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected "
+        "FREQ=MINUTELY or slower (SECONDLY is not supported), "
+        "got 'FREQ=SECONDLY;INTERVAL=3600'",
+    ),
+    "rrule every minute": (
+        talk(", rrule: FREQ=MINUTELY"),
+        f"schedule.yaml: events[0] (id 'talk'): field 'rrule': {DENSITY}, "
+        "got 'FREQ=MINUTELY', up to 1440 a day",
+    ),
+    "rrule every five minutes": (
+        talk(", rrule: 'FREQ=MINUTELY;INTERVAL=5'"),
+        f"schedule.yaml: events[0] (id 'talk'): field 'rrule': {DENSITY}, "
+        "got 'FREQ=MINUTELY;INTERVAL=5', up to 288 a day",
+    ),
+    "rrule every half hour by BYMINUTE": (
+        talk(", rrule: 'FREQ=HOURLY;BYMINUTE=0,30'"),
+        f"schedule.yaml: events[0] (id 'talk'): field 'rrule': {DENSITY}, "
+        "got 'FREQ=HOURLY;BYMINUTE=0,30', up to 48 a day",
+    ),
+    "rrule with a BYDAY ordinal beyond the month (crashes dateutil)": (
+        talk(", rrule: 'FREQ=MONTHLY;BYMONTHDAY=31;BYDAY=53MO'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected BYDAY "
+        "ordinals from 1 to 5 (or -1 to -5) in a month, "
+        "got 'FREQ=MONTHLY;BYMONTHDAY=31;BYDAY=53MO'",
+    ),
+    "rrule with a BYDAY ordinal beyond the year": (
+        talk(", rrule: 'FREQ=YEARLY;BYDAY=-54MO'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected BYDAY "
+        "ordinals from 1 to 53 (or -1 to -53) in a year, "
+        "got 'FREQ=YEARLY;BYDAY=-54MO'",
+    ),
+    "rrule with UNTIL before the start": (
+        talk(", rrule: 'FREQ=DAILY;UNTIL=20190301T000000Z'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': expected UNTIL at or "
+        "after the start, got UNTIL 2019-03-01T00:00:00+00:00 before start "
+        "2019-03-05T14:00:00+01:00",
+    ),
+    "rrule with UNTIL after 2200": (
+        talk(", rrule: 'FREQ=DAILY;UNTIL=22000101T000001Z'"),
+        "schedule.yaml: events[0] (id 'talk'): field 'rrule': "
+        f"expected UNTIL to be {RANGE}, got 2200-01-01T00:00:01+00:00",
+    ),
+    # Instants the engine's int64 nanoseconds cannot hold, or barely.
+    "start in the year 1": (
+        talk().replace("start: 2019-03-05T14:00:00", "start: 0001-01-01T00:00:00Z"),
+        "schedule.yaml: events[0] (id 'talk'): field 'start': "
+        f"expected {RANGE}, got '0001-01-01T00:00:00Z'",
+    ),
+    "local start just before 1970": (
+        talk().replace("start: 2019-03-05T14:00:00", "start: 1970-01-01T00:59:59"),
+        "schedule.yaml: events[0] (id 'talk'): field 'start': "
+        f"expected {RANGE}, got '1970-01-01T00:59:59'",
+    ),
+    "end in the year 9999": (
+        talk().replace("end: 2019-03-05T15:00:00", "end: 9999-12-31T23:59:59"),
+        "schedule.yaml: events[0] (id 'talk'): field 'end': "
+        f"expected {RANGE}, got '9999-12-31T23:59:59'",
+    ),
+    "end a second after 2200": (
+        talk().replace("end: 2019-03-05T15:00:00", "end: 2200-01-01T00:00:01Z"),
+        "schedule.yaml: events[0] (id 'talk'): field 'end': "
+        f"expected {RANGE}, got '2200-01-01T00:00:01Z'",
+    ),
+    "exdate in 2263": (
+        talk(", rrule: FREQ=DAILY, exdates: [2263-01-01T14:00:00]"),
+        "schedule.yaml: events[0] (id 'talk'): field 'exdates[0]': "
+        f"expected {RANGE}, got '2263-01-01T14:00:00'",
+    ),
+    # Durations: a week for settings, a day for the expiry.
+    "lead_seconds of 9000000000": (
+        BASE + "lead_seconds: 9000000000\n",
+        "schedule.yaml: field 'lead_seconds': "
+        "expected whole seconds from 0 to 604800 (7 days), got 9000000000",
+    ),
+    "grace_seconds of 1e23 as an integer": (
+        BASE + f"grace_seconds: {10**23}\n",
+        "schedule.yaml: field 'grace_seconds': expected whole seconds from 0 to "
+        "604800 (7 days), got 100000000000000000000000",
+    ),
+    "merge_gap a second over a week": (
+        BASE + "    merge_gap: 604801\n",
+        "schedule.yaml: groups.machbar: field 'merge_gap': expected whole seconds "
+        f"from 0 to 604800 (7 days) {OR_ISO}, got 604801",
+    ),
+    "merge_gap that would wrap int64 nanoseconds": (
+        BASE + "merge_gap: 9300000000\n",
+        "schedule.yaml: field 'merge_gap': expected whole seconds from 0 to 604800 "
+        f"(7 days) {OR_ISO}, got 9300000000",
+    ),
+    "merge_gap in too many weeks for a timedelta": (
+        BASE + "merge_gap: P99999999999999W\n",
+        "schedule.yaml: field 'merge_gap': expected whole seconds from 0 to 604800 "
+        f"(7 days) {OR_ISO}, got 'P99999999999999W'",
+    ),
+    "ttl beyond 32 bits": (
+        BASE + "ttl_seconds: 5000000000\n",
+        "schedule.yaml: field 'ttl_seconds': "
+        "expected whole seconds from 60 to 86400 (1 day), got 5000000000",
+    ),
+    "ttl a second over a day": (
+        BASE + "ttl_seconds: 86401\n",
+        "schedule.yaml: field 'ttl_seconds': "
+        "expected whole seconds from 60 to 86400 (1 day), got 86401",
+    ),
+    # YAML that PyYAML cannot take in one line.
+    "lists nested too deeply": (
+        "timezone: UTC\nx: " + "[" * 60 + "]" * 60 + "\n",
+        "schedule.yaml: invalid YAML at line 2, column 53: "
+        "nested too deeply (more than 50 levels)",
+    ),
+    "mappings nested too deeply": (
+        "timezone: UTC\nclients:\n"
+        + "".join(f"{' ' * (depth + 1)}a{depth}:\n" for depth in range(60)),
+        "schedule.yaml: invalid YAML at line 51, column 50: "
+        "nested too deeply (more than 50 levels)",
+    ),
+    "an integer of 5000 digits": (
+        BASE + "grace_seconds: " + "9" * 5000 + "\n",
+        "schedule.yaml: invalid YAML: Exceeds the limit (4300 digits) for integer "
+        "string conversion: value has 5000 digits; use sys.set_int_max_str_digits() "
+        "to increase the limit",
+    ),
+    "a NUL byte in the file": (
+        BASE + "\0\n",
+        "schedule.yaml: invalid YAML at position 75: "
+        "unacceptable character #x0000: special characters are not allowed",
+    ),
 }
 
 
@@ -558,13 +770,184 @@ def test_calendar_with_a_broken_property_fails_at_load_time(write: Write) -> Non
         "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:x\nDTSTART:2019\nEND:VEVENT\nEND:VCALENDAR\n",
         "broken.ics",
     )
-    message = error_of(write(BASE + "    calendars: [broken.ics]\n"))
 
-    assert message.startswith(
-        "schedule.yaml: groups.machbar: field 'calendars': "
-        "expected a readable iCalendar file, got 'broken.ics': "
+    assert error_of(write(BASE + "    calendars: [broken.ics]\n")) == (
+        "schedule.yaml: groups.machbar: field 'calendars': calendar file "
+        "'broken.ics': event 'x': property 'DTSTART': expected a date or date-time, "
+        "got '2019': Expected datetime, date, or time. Got: '2019'"
     )
-    assert "DTSTART" in message
+
+
+def ics(*events: str) -> str:
+    """A calendar file with these VEVENT bodies."""
+    return (
+        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:x\n"
+        + "".join(f"BEGIN:VEVENT\n{event}END:VEVENT\n" for event in events)
+        + "END:VCALENDAR\n"
+    )
+
+
+#: A calendar event of one hour, with room for a rule.
+HOUR = "UID:a\nDTSTART:20190101T100000Z\nDTEND:20190101T110000Z\n"
+IN_CAL = "schedule.yaml: groups.machbar: field 'calendars': calendar file 'cal.ics': "
+
+BAD_CALENDARS = {
+    "DTEND before DTSTART": (
+        ics("UID:a\nDTSTART:20190101T100000Z\nDTEND:20190101T090000Z\n"),
+        "event 'a': property 'DTEND': must be after DTSTART "
+        "2019-01-01T10:00:00+00:00, got 2019-01-01T09:00:00+00:00",
+    ),
+    "DTEND equal to DTSTART, named by UID and SUMMARY": (
+        ics(
+            "UID:b@example.com\nSUMMARY:Board meeting\n"
+            "DTSTART;TZID=Europe/Berlin:20190101T100000\n"
+            "DTEND:20190101T090000Z\n"
+        ),
+        "event 'b@example.com' ('Board meeting'): property 'DTEND': must be after "
+        "DTSTART 2019-01-01T10:00:00+01:00, got 2019-01-01T09:00:00+00:00",
+    ),
+    "all-day DTEND equal to DTSTART": (
+        ics("UID:a\nDTSTART;VALUE=DATE:20190101\nDTEND;VALUE=DATE:20190101\n"),
+        "event 'a': property 'DTEND': must be after DTSTART 2019-01-01, got 2019-01-01",
+    ),
+    "negative DURATION, no UID, long SUMMARY": (
+        ics(
+            HOUR, f"SUMMARY:{'long ' * 10}\nDTSTART:20190101T100000Z\nDURATION:-PT1H\n"
+        ),
+        "VEVENT #2 (no UID): property 'DURATION': expected a positive duration of "
+        "at most 1000 years, got '-PT1H'",
+    ),
+    "zero DURATION": (
+        ics("UID:a\nDTSTART:20190101T100000Z\nDURATION:PT0S\n"),
+        "event 'a': property 'DURATION': expected a positive duration of at most "
+        "1000 years, got 'P0D'",
+    ),
+    "DURATION of two thousand years": (
+        ics("UID:a\nDTSTART:20190101T100000Z\nDURATION:P730500D\n"),
+        "event 'a': property 'DURATION': expected a positive duration of at most "
+        "1000 years, got 'P730500D'",
+    ),
+    "DTEND in the year 9999": (
+        ics("UID:a\nDTSTART:20190101T100000Z\nDTEND:99991231T000000Z\n"),
+        "event 'a': property 'DTEND': must be at most 1000 years after DTSTART "
+        "2019-01-01T10:00:00+00:00, got 9999-12-31T00:00:00+00:00",
+    ),
+    "missing DTSTART": (
+        ics("UID:a\nDTEND:20190101T090000Z\n"),
+        "event 'a': property 'DTSTART': missing; expected a date or date-time",
+    ),
+    "RRULE that icalendar rejects": (
+        ics(HOUR + "RRULE:FREQ=FORTNIGHTLY\n"),
+        f"event 'a': property 'RRULE': expected {RRULE}, got 'FREQ=FORTNIGHTLY': "
+        "Expected frequency, got: FORTNIGHTLY",
+    ),
+    "RRULE that dateutil rejects": (
+        ics(HOUR + "RRULE:FREQ=DAILY;BYHOUR=99\n"),
+        f"event 'a': property 'RRULE': expected {RRULE}, "
+        "got 'FREQ=DAILY;BYHOUR=99': hour must be in 0..23",
+    ),
+    "RRULE with INTERVAL=0": (
+        ics(HOUR + "RRULE:FREQ=DAILY;INTERVAL=0\n"),
+        "event 'a': property 'RRULE': expected a positive INTERVAL, "
+        "got 'FREQ=DAILY;INTERVAL=0'",
+    ),
+    "RRULE with COUNT=0": (
+        ics(HOUR + "RRULE:FREQ=DAILY;COUNT=0\n"),
+        "event 'a': property 'RRULE': expected a positive COUNT, "
+        "got 'FREQ=DAILY;COUNT=0'",
+    ),
+    "RRULE with a negative COUNT": (
+        ics(HOUR + "RRULE:FREQ=DAILY;COUNT=-1\n"),
+        "event 'a': property 'RRULE': expected a positive COUNT, "
+        "got 'FREQ=DAILY;COUNT=-1'",
+    ),
+    "RRULE with a BYDAY ordinal beyond the month": (
+        ics(HOUR + "RRULE:FREQ=YEARLY;BYDAY=6MO;BYMONTH=2\n"),
+        "event 'a': property 'RRULE': expected BYDAY ordinals from 1 to 5 "
+        "(or -1 to -5) in a month, got 'FREQ=YEARLY;BYDAY=6MO;BYMONTH=2'",
+    ),
+    "RRULE every second": (
+        ics(HOUR + "RRULE:FREQ=SECONDLY\n"),
+        "event 'a': property 'RRULE': expected FREQ=MINUTELY or slower "
+        "(SECONDLY is not supported), got 'FREQ=SECONDLY'",
+    ),
+    "RRULE every minute, a hundred million times": (
+        ics(HOUR + "RRULE:FREQ=MINUTELY;COUNT=100000000\n"),
+        f"event 'a': property 'RRULE': {DENSITY}, "
+        "got 'FREQ=MINUTELY;COUNT=100000000', up to 1440 a day",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), list(BAD_CALENDARS.values()), ids=list(BAD_CALENDARS)
+)
+def test_bad_calendar_event_names_file_uid_and_property(
+    write: Write, text: str, message: str
+) -> None:
+    write(text, "cal.ics")
+
+    assert error_of(write(BASE + "    calendars: [cal.ics]\n")) == IN_CAL + message
+
+
+def test_binary_calendar_gives_a_short_escaped_line(write: Write) -> None:
+    # icalendar quotes the whole undecodable line; the message keeps its
+    # head and tail, escaped.
+    Path("cal.ics").write_bytes(b"\x80\x01" * 300 + b"\n")
+
+    assert error_of(write(BASE + "    calendars: [cal.ics]\n")) == (
+        "schedule.yaml: groups.machbar: field 'calendars': expected a readable "
+        "iCalendar file, got 'cal.ics': Content line could not be parsed into parts: "
+        "'" + "\\ufffd\\x01" * 3 + "\\uff ... " + "\\ufffd\\x01" * 4
+    )
+
+
+@pytest.mark.parametrize(
+    "rrule",
+    [
+        "FREQ=MINUTELY;INTERVAL=60",
+        "FREQ=MINUTELY;INTERVAL=90",
+        "FREQ=HOURLY",
+        "FREQ=DAILY;BYHOUR=8,12,16;BYMINUTE=0,30",
+        "FREQ=DAILY;UNTIL=20190305T130000Z",
+    ],
+)
+def test_rules_up_to_hourly_are_fine(write: Write, rrule: str) -> None:
+    [event] = load_schedule(write(talk(f", rrule: '{rrule}'"))).events
+
+    assert event.rrule == rrule
+
+
+def test_ids_of_200_bytes_and_printable_unicode_are_fine(write: Write) -> None:
+    path = write(
+        f"timezone: UTC\nclients:\n  {'ä' * 100}: {{}}\n  'a b': {{}}\n"
+        f"  '$SYS': {{}}\n  '😀': {{}}\n"
+    )
+
+    assert list(load_schedule(path).clients) == ["ä" * 100, "a b", "$SYS", "😀"]
+
+
+def test_instants_on_the_range_bounds_are_fine(write: Write) -> None:
+    path = write(
+        talk()
+        .replace("start: 2019-03-05T14:00:00", "start: 1970-01-01T00:00:00Z")
+        .replace("end: 2019-03-05T15:00:00", "end: 2200-01-01T00:00:00Z")
+    )
+    [event] = load_schedule(path).events
+
+    assert (event.start.year, event.end.year) == (1970, 2200)
+
+
+def test_durations_on_their_bounds_are_fine(write: Write) -> None:
+    path = write(
+        BASE + "merge_gap: PT168H\nlead_seconds: 604800\ngrace_seconds: 604800\n"
+        "ttl_seconds: 86400\n"
+    )
+    schedule = load_schedule(path)
+    client = schedule.clients["machbar-entrance"]
+
+    assert (client.merge_gap_seconds, client.lead_seconds) == (604800, 604800)
+    assert (client.grace_seconds, schedule.ttl_seconds) == (604800, 86400)
 
 
 def test_missing_schedule_file(write: Write) -> None:

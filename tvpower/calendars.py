@@ -22,8 +22,16 @@ What a calendar event counts as:
 - All-day ones (a date, not a date-time) count only if the source says
   ``all_day``; they then last from midnight to midnight in the group's zone.
 - Floating times (no zone) are wall time in the zone the calendar names
-  with ``X-WR-TIMEZONE`` (as Google exports do), else in the group's zone.
-- Zero-length occurrences (no DTEND and no DURATION) never count.
+  with ``X-WR-TIMEZONE`` (as Google exports do), else in the group's zone;
+  an ``X-WR-TIMEZONE`` that names no known zone is ignored.
+- Zero-length occurrences (a date-time DTSTART without DTEND and DURATION)
+  never count. An explicit end not after the start is rejected at load.
+
+Occurrences are clipped to the instants a schedule may name,
+:data:`~tvpower.schedule.EARLIEST_INSTANT` to
+:data:`~tvpower.schedule.LATEST_INSTANT`: a calendar event outside them is
+skipped rather than rejected, so that old series and far-future entries of
+a real calendar do no harm, and nothing overflows the int64 nanoseconds.
 """
 
 from __future__ import annotations
@@ -39,7 +47,14 @@ import pandas as pd
 import recurring_ical_events
 
 from tvpower.errors import ScheduleError
-from tvpower.schedule import CalendarSource, Event, Group, Schedule
+from tvpower.schedule import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    CalendarSource,
+    Event,
+    Group,
+    Schedule,
+)
 
 __all__ = ["COLUMNS", "expand"]
 
@@ -71,10 +86,13 @@ def expand(schedule: Schedule, start: datetime, end: datetime) -> pd.DataFrame:
 
     ``start`` and ``end`` must be aware. The frame has the :data:`COLUMNS`,
     sorted by start, end, owner and event id; it is empty (with those
-    columns and dtypes) when nothing overlaps.
+    columns and dtypes) when nothing overlaps. Occurrences are clipped to
+    the earliest and latest instants (see the module's docstring).
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError(f"expected aware datetimes, got {start!r} and {end!r}")
+    start = min(max(start, EARLIEST_INSTANT), LATEST_INSTANT)
+    end = min(max(end, EARLIEST_INSTANT), LATEST_INSTANT)
     span = (start.astimezone(UTC) - _SLACK, end.astimezone(UTC) + _SLACK)
 
     rows = _single_event_rows(schedule.events)
@@ -90,6 +108,10 @@ def _ns(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND * 1_000
 
 
+_EARLIEST_NS = _ns(EARLIEST_INSTANT)
+_LATEST_NS = _ns(LATEST_INSTANT)
+
+
 def _row(event: Event, start_ns: int, end_ns: int) -> _Row:
     """The row of one occurrence of a schedule event."""
     layer = event.desired_state or "event"
@@ -98,6 +120,7 @@ def _row(event: Event, start_ns: int, end_ns: int) -> _Row:
 
 def _frame(rows: list[_Row], range_start: int, range_end: int) -> pd.DataFrame:
     """The occurrence frame: rows that overlap the range, sorted."""
+    rows = _clipped(rows)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(COLUMNS)
     arrays = {
         name: np.array(values, dtype=np.int64 if _DTYPES[name] == "int64" else object)
@@ -113,6 +136,19 @@ def _frame(rows: list[_Row], range_start: int, range_end: int) -> pd.DataFrame:
         kind="stable",
         ignore_index=True,
     )
+
+
+def _clipped(rows: list[_Row]) -> list[_Row]:
+    """Rows clipped to the earliest and latest instants, empty ones dropped.
+
+    Their times are Python integers until here; clipped, they fit int64.
+    """
+    clipped = []
+    for owner, owner_kind, layer, start, end, event_id in rows:
+        start, end = max(start, _EARLIEST_NS), min(end, _LATEST_NS)
+        if start < end:
+            clipped.append((owner, owner_kind, layer, start, end, event_id))
+    return clipped
 
 
 # --- Events of the schedule file --------------------------------------------
@@ -198,9 +234,9 @@ def _calendar_rows(
     # when it names one; lengths and RECURRENCE-IDs are read alike here.
     floating = _calendar_zone(source.calendar) or group.timezone
     lengths = _lengths(source.calendar, floating)
-    if source.query is None:  # a CalendarSource made by hand, not loaded
-        source = replace(source, query=recurring_ical_events.of(source.calendar))
     try:
+        if source.query is None:  # a CalendarSource made by hand, not loaded
+            source = replace(source, query=recurring_ical_events.of(source.calendar))
         occurrences = source.query.between(*span)
     except (ValueError, KeyError, TypeError) as error:
         raise ScheduleError(

@@ -9,11 +9,13 @@ the file, the entry and the field.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,9 +32,25 @@ from tvpower.errors import ScheduleError
 DEFAULT_GRACE_SECONDS = 30
 DEFAULT_TTL_SECONDS = 600
 MIN_TTL_SECONDS = 60
+#: The MQTT Message Expiry Interval is 32-bit; a day is plenty for a refresh.
+MAX_TTL_SECONDS = 86_400
+#: grace_seconds, lead_seconds and merge_gap: longer is no TV schedule.
+MAX_SETTING_SECONDS = 7 * 86_400
 RESERVED_CLIENT_IDS = frozenset({"groups"})
+#: The longest client or group id, in bytes of UTF-8.
+MAX_ID_BYTES = 200
+#: The instants a schedule may name: well inside the engine's int64
+#: nanoseconds (years 1677 to 2262). Calendar occurrences outside them are
+#: skipped when expanding.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=UTC)
+#: A recurrence rule may give at most this many occurrences a day: an
+#: hourly rule over ten years is already 87,600 rows to expand.
+MAX_OCCURRENCES_PER_DAY = 24
 
 DesiredState = Literal["on", "off"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -197,15 +215,44 @@ class _Entry:
         return ScheduleError(self.path, message, entry=self.name, field=field)
 
 
+#: How many characters of a value or of raw input an error message shows.
+_EXCERPT = 80
+
+
 def _describe(value: object) -> str:
-    """How an error message shows a value that the file gave."""
+    """How an error message shows a value that the file gave: short, one line."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
     if value is None:
         return "nothing (null)"
-    return repr(value)
+    if isinstance(value, str):
+        return _excerpt(value)
+    text = repr(value)
+    return text if len(text) <= _EXCERPT else f"{text[: _EXCERPT - 3]}..."
+
+
+def _excerpt(text: str) -> str:
+    """A string as a Python literal (control characters escaped), cut short."""
+    if len(text) > _EXCERPT:
+        return f"{text[:_EXCERPT]!r}..."
+    return repr(text)
+
+
+def _one_line(reason: str) -> str:
+    """A third-party error message, which may quote raw input, made safe to show.
+
+    Characters that are not printable, and the replacement character that
+    stands for undecodable bytes, are escaped; a long message keeps its head
+    and its tail, where the libraries put what went wrong.
+    """
+    text = "".join(
+        c if c.isprintable() and c != "\ufffd" else ascii(c)[1:-1] for c in reason
+    )
+    if len(text) > 2 * _EXCERPT:
+        return f"{text[:_EXCERPT]} ... {text[-_EXCERPT // 2 :]}"
+    return text
 
 
 def _listing(names: Iterable[str]) -> str:
@@ -222,6 +269,9 @@ def _listing(names: Iterable[str]) -> str:
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_MAX_YAML_DEPTH = 50
+#: Files are read whole; a device like /dev/zero must not fill the memory.
+_MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class _ScheduleLoader(yaml.SafeLoader):
@@ -231,8 +281,29 @@ class _ScheduleLoader(yaml.SafeLoader):
     Only true and false are booleans, so ``desired_state: off`` stays the
     string "off". A key given twice in one mapping is an error rather than a
     silent overwrite, so that a pasted second ``events:`` cannot hide the
-    first.
+    first. Nesting deeper than any schedule needs is an error too, before
+    PyYAML's recursion runs out of stack.
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_YAML_DEPTH:
+                # The stubs leave peek_event untyped; it returns a yaml.Event.
+                event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested too deeply (more than {_MAX_YAML_DEPTH} levels)",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(
         self, node: yaml.MappingNode, deep: bool = False
@@ -265,16 +336,29 @@ _ScheduleLoader.add_implicit_resolver(
 )
 
 
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file, refusing files larger than any schedule or calendar."""
+    with path.open("rb") as file:
+        data = file.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        raise OSError(f"larger than {_MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
 def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
     """The schedule file's top-level mapping."""
     try:
-        text = source.read_bytes()
+        text = _read_bytes(source)
     except OSError as error:
         raise top.error(f"cannot read the file: {error.strerror or error}") from error
     try:
         document = yaml.load(text, Loader=_ScheduleLoader)
     except yaml.YAMLError as error:
         raise top.error(f"invalid YAML{_yaml_problem(error)}") from error
+    except RecursionError as error:
+        raise top.error("invalid YAML: nested too deeply") from error
+    except ValueError as error:  # e.g. an integer of more than 4300 digits
+        raise top.error(f"invalid YAML: {_one_line(str(error))}") from error
     if not isinstance(document, dict):
         found = "an empty file" if document is None else _describe(document)
         raise top.error(
@@ -286,11 +370,18 @@ def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
     """A YAML error in one line: where it is, what is wrong, in what context."""
+    if isinstance(error, yaml.reader.ReaderError):
+        character = error.character
+        code = character if isinstance(character, int) else ord(character)
+        return (
+            f" at position {error.position}: "
+            f"unacceptable character #x{code:04x}: {error.reason}"
+        )
     if not isinstance(error, yaml.MarkedYAMLError):
-        return f": {error}"
-    text = f"{_at(error.problem_mark)}: {error.problem}"
+        return f": {_one_line(str(error))}"
+    text = f"{_at(error.problem_mark)}: {_one_line(str(error.problem))}"
     if error.context:
-        text += f" ({error.context}{_at(error.context_mark)})"
+        text += f" ({_one_line(str(error.context))}{_at(error.context_mark)})"
     return text
 
 
@@ -331,10 +422,19 @@ def _mapping(value: Any, entry: _Entry, field: str | None = None) -> dict[str, A
 # --- Plain values -----------------------------------------------------------
 
 _ZONE_EXPECTED = "an IANA time zone name like 'Europe/Berlin'"
+_RRULE_EXPECTED = "an RFC 5545 RRULE value like 'FREQ=WEEKLY;BYDAY=TU'"
 _ISO_DURATION = re.compile(
-    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+    r"P(?:(?P<weeks>[0-9]{1,20})W)?(?:(?P<days>[0-9]{1,20})D)?"
+    r"(?:T(?:(?P<hours>[0-9]{1,20})H)?(?:(?P<minutes>[0-9]{1,20})M)?"
+    r"(?:(?P<seconds>[0-9]{1,20})S)?)?"
 )
+_ISO_UNIT_SECONDS = {
+    "weeks": 7 * 86_400,
+    "days": 86_400,
+    "hours": 3_600,
+    "minutes": 60,
+    "seconds": 1,
+}
 _DATE_AND_TIME = re.compile(r"\d{4}-?\d{2}-?\d{2}[Tt ]\d")
 
 
@@ -349,20 +449,32 @@ def _zone(value: Any, entry: _Entry, field: str) -> ZoneInfo:
 
 
 def _seconds(
-    value: Any, entry: _Entry, field: str, *, minimum: int = 0, iso: bool = False
+    value: Any,
+    entry: _Entry,
+    field: str,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_SETTING_SECONDS,
+    iso: bool = False,
 ) -> int:
-    """Whole seconds, or (with ``iso``) an ISO 8601 duration like 'PT15M'."""
+    """Whole seconds in a range, or (with ``iso``) an ISO 8601 duration like 'PT15M'.
+
+    The bounds keep every duration far inside the engine's int64
+    nanoseconds and the MQTT expiry's 32 bits.
+    """
     if isinstance(value, str) and iso:
         seconds = _iso_duration_seconds(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         seconds = value
     else:
         seconds = None
-    if seconds is not None and seconds >= minimum:
+    if seconds is not None and minimum <= seconds <= maximum:
         return seconds
 
+    days = maximum // 86_400
     expected = (
-        "non-negative whole seconds" if minimum == 0 else f"whole seconds >= {minimum}"
+        f"whole seconds from {minimum} to {maximum} "
+        f"({days} day{'' if days == 1 else 's'})"
     )
     if iso:
         expected += " or an ISO 8601 duration like 'PT15M'"
@@ -374,8 +486,10 @@ def _iso_duration_seconds(text: str) -> int | None:
     match = _ISO_DURATION.fullmatch(text)
     if match is None or not any(match.groups()) or text.endswith("T"):
         return None
-    parts = {name: int(value or 0) for name, value in match.groupdict().items()}
-    return int(timedelta(**parts).total_seconds())
+    return sum(
+        int(value or 0) * _ISO_UNIT_SECONDS[unit]
+        for unit, value in match.groupdict().items()
+    )
 
 
 def _bool(value: Any, entry: _Entry, field: str) -> bool:
@@ -392,15 +506,47 @@ def _text(value: Any, entry: _Entry, field: str) -> str:
     return value
 
 
+# MQTT (5.0, 1.5.4) forbids NUL and surrogates in topics and lets a broker
+# treat control characters (C0, DEL, C1) and Unicode noncharacters as a
+# malformed packet: it drops the connection, and with it the whole fleet.
+_NOT_IN_TOPIC_LEVEL = re.compile("[/+#\x00-\x1f\x7f-\x9f\ufdd0-\ufdef]")
+
+
 def _topic_level(value: Any, entry: _Entry, field: str | None, kind: str) -> str:
     """An id that becomes one level of an MQTT topic."""
-    if not isinstance(value, str) or not value or any(c in value for c in "/+#\0"):
-        raise entry.error(
-            f"expected each {kind} id to be one MQTT topic level "
-            f"(not empty, without '/', '+', '#' or NUL), got {_describe(value)}",
-            field,
-        )
-    return value
+    if isinstance(value, str) and _is_topic_level(value):
+        return value
+
+    found = _describe(value)
+    size = _utf8_size(value) if isinstance(value, str) else None
+    if size is not None and size > MAX_ID_BYTES:
+        found += f" ({size} bytes)"
+    raise entry.error(
+        f"expected each {kind} id to be one MQTT topic level (1 to {MAX_ID_BYTES} "
+        "bytes of UTF-8, without '/', '+', '#', control characters or "
+        f"noncharacters), got {found}",
+        field,
+    )
+
+
+def _is_topic_level(text: str) -> bool:
+    """Whether ``text`` is a safe MQTT topic level: short, and nothing forbidden."""
+    size = _utf8_size(text)
+    return (
+        size is not None
+        and 0 < size <= MAX_ID_BYTES
+        and not _NOT_IN_TOPIC_LEVEL.search(text)
+        # The noncharacters U+FFFE, U+FFFF, U+1FFFE, ... U+10FFFF
+        and not any((ord(c) & 0xFFFE) == 0xFFFE for c in text)
+    )
+
+
+def _utf8_size(text: str) -> int | None:
+    """The length of ``text`` in UTF-8, or None if it has lone surrogates."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
 
 
 def _client_id(value: Any, entry: _Entry, field: str | None) -> str:
@@ -416,26 +562,41 @@ def _client_id(value: Any, entry: _Entry, field: str | None) -> str:
 
 
 def _instant(value: Any, zone: ZoneInfo, entry: _Entry, field: str) -> datetime:
-    """An aware datetime, floored to whole seconds.
+    """An aware datetime between the earliest and latest instants, whole seconds.
 
     Local wall time gets ``zone`` with fold=0, which is RFC 5545's reading:
     a time in a DST gap moves forward by the gap, an ambiguous one means its
     first occurrence.
     """
-    if isinstance(value, str) and _DATE_AND_TIME.match(value):
-        try:
-            moment = datetime.fromisoformat(value).replace(microsecond=0)
-        except ValueError:
-            pass  # looks like a date and time but is none: reported below
-        else:
-            if moment.tzinfo is None:
-                return moment.replace(tzinfo=zone, fold=0)
-            return moment
-    raise entry.error(
-        "expected an ISO 8601 date and time like '2019-03-05T14:00:00+01:00', "
-        f"got {_describe(value)}",
-        field,
-    )
+    moment = _parsed_instant(value, zone)
+    if moment is None:
+        raise entry.error(
+            "expected an ISO 8601 date and time like '2019-03-05T14:00:00+01:00', "
+            f"got {_describe(value)}",
+            field,
+        )
+    if not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        raise entry.error(f"expected {_INSTANT_RANGE}, got {_describe(value)}", field)
+    return moment
+
+
+_INSTANT_RANGE = (
+    f"an instant from {EARLIEST_INSTANT:%Y-%m-%dT%H:%M:%SZ} "
+    f"to {LATEST_INSTANT:%Y-%m-%dT%H:%M:%SZ}"
+)
+
+
+def _parsed_instant(value: Any, zone: ZoneInfo) -> datetime | None:
+    """The aware datetime an ISO 8601 string gives, or None if it gives none."""
+    if not isinstance(value, str) or not _DATE_AND_TIME.match(value):
+        return None
+    try:
+        moment = datetime.fromisoformat(value).replace(microsecond=0)
+    except ValueError:
+        return None  # looks like a date and time but is none
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=zone, fold=0)
+    return moment
 
 
 # --- Settings that clients inherit ------------------------------------------
@@ -479,7 +640,9 @@ def _schedule_settings(document: Mapping[str, Any], top: _Entry) -> _Settings:
 def _ttl_seconds(document: Mapping[str, Any], top: _Entry) -> int:
     """How long a published intent stays valid."""
     value = document.get("ttl_seconds", DEFAULT_TTL_SECONDS)
-    return _seconds(value, top, "ttl_seconds", minimum=MIN_TTL_SECONDS)
+    return _seconds(
+        value, top, "ttl_seconds", minimum=MIN_TTL_SECONDS, maximum=MAX_TTL_SECONDS
+    )
 
 
 # --- The fleet: groups and clients ------------------------------------------
@@ -610,7 +773,9 @@ def _group(
         grace_seconds=settings.grace_seconds,
         merge_gap_seconds=settings.merge_gap_seconds,
         lead_seconds=settings.lead_seconds,
-        calendars=_calendars(raw.get("calendars"), group_id, directory, entry),
+        calendars=_calendars(
+            raw.get("calendars"), group_id, settings.timezone, directory, entry
+        ),
     )
 
 
@@ -637,12 +802,37 @@ def _client(
 # --- Calendar files ---------------------------------------------------------
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Longer calendar events are broken data, and their ends would overflow
+#: datetime arithmetic in the recurrence libraries.
+_LONGEST_EVENT = timedelta(days=365_250)
+_LONGEST_EVENT_WORDS = "1000 years"
+_ICAL_EXPECTED = {
+    "DTSTART": "a date or date-time",
+    "DTEND": "a date or date-time",
+    "RECURRENCE-ID": "a date or date-time",
+    "DURATION": "a duration like 'PT1H'",
+    "EXDATE": "dates or date-times",
+    "RDATE": "dates, date-times or periods",
+    "RRULE": _RRULE_EXPECTED,
+}
+#: What the libraries raise on values they cannot use (KeyError: a missing
+#: property; OverflowError: a date beyond the year 9999; IndexError: dateutil
+#: on a rule it did not check).
+_ICAL_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    IndexError,
+)
 
 
 def _calendars(
-    value: Any, group_id: str, directory: Path, entry: _Entry
+    value: Any, group_id: str, zone: ZoneInfo, directory: Path, entry: _Entry
 ) -> tuple[CalendarSource, ...]:
-    """A group's calendar files, read and parsed."""
+    """A group's calendar files, read, parsed and checked."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -651,14 +841,18 @@ def _calendars(
         )
     return tuple(
         _calendar(
-            item, entry.at(f"{entry.name}.calendars[{index}]"), group_id, directory
+            item,
+            entry.at(f"{entry.name}.calendars[{index}]"),
+            group_id,
+            zone,
+            directory,
         )
         for index, item in enumerate(value)
     )
 
 
 def _calendar(
-    item: Any, entry: _Entry, group_id: str, directory: Path
+    item: Any, entry: _Entry, group_id: str, zone: ZoneInfo, directory: Path
 ) -> CalendarSource:
     """One calendar: a path, or a mapping of path, transparent and all_day."""
     raw = {"path": item} if isinstance(item, str) else _mapping(item, entry)
@@ -667,52 +861,217 @@ def _calendar(
     transparent = _bool(raw.get("transparent", False), entry, "transparent")
     all_day = _bool(raw.get("all_day", False), entry, "all_day")
 
-    group_entry = entry.at(f"groups.{group_id}")
-    calendar, query = _read_calendar(directory / given, given, group_entry)
+    file = _CalendarFile(directory / given, given, entry.at(f"groups.{group_id}"))
+    calendar, query = _read_calendar(file, zone)
     return CalendarSource(
         directory / given, group_id, calendar, transparent, all_day, query
     )
 
 
-def _read_calendar(path: Path, given: str, entry: _Entry) -> tuple[Any, Any]:
-    """The parsed icalendar.Calendar in ``path``, and its query, tried out once.
+@dataclass(frozen=True)
+class _CalendarFile:
+    """A calendar file as the schedule names it, so that errors can name both."""
+
+    path: Path
+    given: str
+    entry: _Entry
+
+    def error(self, reason: str) -> ScheduleError:
+        """The error for a calendar file that cannot be read or parsed."""
+        return self.entry.error(
+            f"expected a readable iCalendar file, got {_describe(self.given)}"
+            f"{self._where()}: {reason}",
+            "calendars",
+        )
+
+    def event_error(self, event: str, problem: str) -> ScheduleError:
+        """The error for one bad event of a calendar file."""
+        return self.entry.error(
+            f"calendar file {_describe(self.given)}{self._where()}: {event}: {problem}",
+            "calendars",
+        )
+
+    def _where(self) -> str:
+        return "" if str(self.path) == self.given else f" (at {self.path})"
+
+
+def _read_calendar(file: _CalendarFile, zone: ZoneInfo) -> tuple[Any, Any]:
+    """The parsed icalendar.Calendar of a file, checked, and its query.
 
     icalendar parses property values lazily and recurring_ical_events reads
-    them only when it expands, so a short trial expansion finds broken
-    values now rather than in the middle of a publisher run.
+    them only when it expands, so every event is checked now (naming its
+    UID), and a short trial expansion finds what is left, rather than in
+    the middle of a publisher run.
     """
     try:
-        calendar = icalendar.Calendar.from_ical(path.read_bytes())
+        calendar = icalendar.Calendar.from_ical(_read_bytes(file.path))
         if calendar.name != "VCALENDAR":
             raise ValueError(f"found a {calendar.name} where a VCALENDAR belongs")
+        events = calendar.walk("VEVENT")
+    except OSError as error:
+        raise file.error(error.strerror or str(error)) from error
+    except _ICAL_ERRORS as error:
+        raise file.error(_ical_reason(error)) from error
+
+    floating = _floating_zone(calendar, file, zone)
+    for index, event in enumerate(events):
+        _check_vevent(event, index, floating, file)
+    try:
         query = recurring_ical_events.of(calendar)
         query.between(_EPOCH, _EPOCH + timedelta(days=1))
-    except OSError as error:
-        raise _calendar_error(
-            path, given, entry, error.strerror or str(error)
-        ) from error
-    except KeyError as error:
-        reason = f"a component lacks the property {error}"
-        raise _calendar_error(path, given, entry, reason) from error
-    except (ValueError, TypeError) as error:
-        raise _calendar_error(path, given, entry, str(error)) from error
+    except _ICAL_ERRORS as error:
+        raise file.error(_ical_reason(error)) from error
     return calendar, query
 
 
-def _calendar_error(
-    path: Path, given: str, entry: _Entry, reason: str
-) -> ScheduleError:
-    """The error for a calendar file that cannot be used."""
-    where = "" if str(path) == given else f" (at {path})"
-    return entry.error(
-        f"expected a readable iCalendar file, got {given!r}{where}: {reason}",
-        "calendars",
-    )
+def _ical_reason(error: Exception) -> str:
+    """What a library error says, in one safe line."""
+    if isinstance(error, KeyError):
+        return f"a component lacks the property {_one_line(str(error))}"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return _one_line(str(error))
+
+
+def _floating_zone(calendar: Any, file: _CalendarFile, zone: ZoneInfo) -> ZoneInfo:
+    """The zone of the calendar's floating times: its X-WR-TIMEZONE, or ``zone``.
+
+    An X-WR-TIMEZONE that names no known zone is dropped (and logged), so
+    that recurring_ical_events, which would fail on it, reads floating times
+    like tvpower does: in the group's zone.
+    """
+    name = calendar.get("X-WR-TIMEZONE")
+    if name is None:
+        return zone
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        _log.warning(
+            "calendar %s: unknown time zone %s in X-WR-TIMEZONE; "
+            "floating times are read in %s",
+            file.path,
+            _excerpt(str(name)),
+            zone,
+        )
+        del calendar["X-WR-TIMEZONE"]
+        return zone
+
+
+def _check_vevent(
+    component: Any, index: int, floating: ZoneInfo, file: _CalendarFile
+) -> None:
+    """Reject an event whose times or rule tvpower cannot use."""
+    try:
+        problem = _vevent_problem(component, floating)
+    except _ICAL_ERRORS as error:
+        problem = _ical_reason(error)
+    if problem is not None:
+        raise file.event_error(_vevent_name(component, index), problem)
+
+
+def _vevent_name(component: Any, index: int) -> str:
+    """How errors name a calendar event: its UID, and its SUMMARY if short."""
+    uid = component.get("UID")
+    name = f"event {_excerpt(str(uid))}" if uid else f"VEVENT #{index + 1} (no UID)"
+    summary = str(component.get("SUMMARY", ""))
+    if 0 < len(summary) <= 40:
+        name += f" ({_excerpt(summary)})"
+    return name
+
+
+def _vevent_problem(component: Any, floating: ZoneInfo) -> str | None:
+    """What is wrong with one VEVENT's times or rules, or None."""
+    for name, message in getattr(component, "errors", ()):
+        if name in _ICAL_EXPECTED:
+            return (
+                f"property {name!r}: expected {_ICAL_EXPECTED[name]}, "
+                f"got {_ical_text(component.get(name))}: {_one_line(message)}"
+            )
+    if "DTSTART" not in component:
+        return f"property 'DTSTART': missing; expected {_ICAL_EXPECTED['DTSTART']}"
+    return _length_problem(component, floating) or _rules_problem(component)
+
+
+def _ical_text(value: Any) -> str:
+    """A property value, short: as icalendar writes it, or as the file did if broken."""
+    values = value if isinstance(value, list) else [value]
+    broken = [item for item in values if isinstance(item, icalendar.vBroken)]
+    item = (broken or values)[0]
+    text = item.to_ical() if hasattr(item, "to_ical") else str(item)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return _describe(text)
+
+
+def _length_problem(component: Any, floating: ZoneInfo) -> str | None:
+    """An end not after the start, or an event longer than any real one.
+
+    Without DTEND and DURATION an all-day event lasts its day, and a timed
+    one is an instant that never switches a TV on: both are fine.
+    """
+    start = component["DTSTART"].dt
+    if "DTEND" in component:
+        end = component["DTEND"].dt
+        length = _as_instant(end, floating) - _as_instant(start, floating)
+        if length <= timedelta(0):
+            return (
+                f"property 'DTEND': must be after DTSTART {start.isoformat()}, "
+                f"got {end.isoformat()}"
+            )
+        if length > _LONGEST_EVENT:
+            return (
+                f"property 'DTEND': must be at most {_LONGEST_EVENT_WORDS} after "
+                f"DTSTART {start.isoformat()}, got {end.isoformat()}"
+            )
+    elif "DURATION" in component:
+        duration = component["DURATION"].dt
+        if not timedelta(0) < duration <= _LONGEST_EVENT:
+            return (
+                f"property 'DURATION': expected a positive duration of at most "
+                f"{_LONGEST_EVENT_WORDS}, got {_ical_text(component['DURATION'])}"
+            )
+    return None
+
+
+def _as_instant(value: date, zone: ZoneInfo) -> datetime:
+    """An aware datetime: a date is its midnight, floating time is wall time in zone."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if value.tzinfo is None:
+        return value.replace(tzinfo=zone, fold=0)
+    return value
+
+
+def _rules_problem(component: Any) -> str | None:
+    """A problem of one of the event's RRULEs, checked like a schedule's rrule."""
+    rules = component.get("RRULE", [])
+    for rule in rules if isinstance(rules, list) else [rules]:
+        text = _ical_text(rule)
+        parts = dict(rule)
+        if "FREQ" not in parts:
+            return (
+                f"property 'RRULE': expected {_RRULE_EXPECTED}, got {text}: "
+                "FREQ is missing"
+            )
+        # UNTIL is icalendar's to check: recurring_ical_events reconciles an
+        # UNTIL that dateutil would refuse next to DTSTART.
+        without_until = {key: value for key, value in parts.items() if key != "UNTIL"}
+        recur: Any = icalendar.vRecur(without_until)
+        try:
+            rrulestr(recur.to_ical().decode(), dtstart=datetime(2000, 1, 1))
+        except (ValueError, TypeError) as error:
+            return (
+                f"property 'RRULE': expected {_RRULE_EXPECTED}, got {text}: "
+                f"{_one_line(str(error))}"
+            )
+        problem = _rule_problem(parts, text)
+        if problem is not None:
+            return f"property 'RRULE': {problem}"
+    return None
 
 
 # --- Events -----------------------------------------------------------------
 
-_RRULE_EXPECTED = "an RFC 5545 RRULE value like 'FREQ=WEEKLY;BYDAY=TU'"
 _DESIRED_STATES: dict[str, DesiredState] = {"on": "on", "off": "off"}
 
 _Owner = TypeVar("_Owner", Group, Client)
@@ -827,7 +1186,11 @@ def _times(
 
 
 def _rrule(raw: Mapping[str, Any], start: datetime, entry: _Entry) -> str | None:
-    """An RRULE value that both icalendar and dateutil understand."""
+    """An RRULE value that icalendar and dateutil understand, and that ends well.
+
+    Its occurrences come at most hourly, and its UNTIL lies in the range of
+    instants, not before the start.
+    """
     if "rrule" not in raw:
         return None
     value = raw["rrule"]
@@ -836,14 +1199,113 @@ def _rrule(raw: Mapping[str, Any], start: datetime, entry: _Entry) -> str | None
             f"expected {_RRULE_EXPECTED}, got {_describe(value)}", "rrule"
         )
     try:
-        if "FREQ" not in icalendar.vRecur.from_ical(value):
+        parts = dict(icalendar.vRecur.from_ical(value))
+        if "FREQ" not in parts:
             raise ValueError("FREQ is missing")
         rrulestr(value, dtstart=start)
     except (ValueError, TypeError) as error:
         raise entry.error(
-            f"expected {_RRULE_EXPECTED}, got {value!r}: {error}", "rrule"
+            f"expected {_RRULE_EXPECTED}, got {_describe(value)}: "
+            f"{_one_line(str(error))}",
+            "rrule",
         ) from error
+
+    problem = _rule_problem(parts, _describe(value)) or _until_problem(parts, start)
+    if problem is not None:
+        raise entry.error(problem, "rrule")
     return value
+
+
+def _rule_problem(parts: Mapping[str, list[Any]], text: str) -> str | None:
+    """Why a parsed recurrence rule would expand forever or too densely, or None.
+
+    dateutil loops forever on INTERVAL=0 and the timeline of a rule that
+    repeats every minute takes minutes and gigabytes, so rules repeat at
+    most :data:`MAX_OCCURRENCES_PER_DAY` times a day.
+    """
+    if any(interval < 1 for interval in parts.get("INTERVAL", [])):
+        return f"expected a positive INTERVAL, got {text}"
+    if any(count < 1 for count in parts.get("COUNT", [])):
+        return f"expected a positive COUNT, got {text}"
+    byday = _byday_problem(parts, text)
+    if byday is not None:
+        return byday
+    if "SECONDLY" in parts["FREQ"]:
+        return (
+            f"expected FREQ=MINUTELY or slower (SECONDLY is not supported), got {text}"
+        )
+    per_day = _occurrences_per_day(parts)
+    if per_day > MAX_OCCURRENCES_PER_DAY:
+        return (
+            f"expected at most {MAX_OCCURRENCES_PER_DAY} occurrences a day "
+            f"(FREQ=MINUTELY needs INTERVAL=60 or more), got {text}, "
+            f"up to {per_day} a day"
+        )
+    return None
+
+
+_BYDAY = re.compile(r"([+-]?[0-9]+)?[A-Z]{2}")
+
+
+def _byday_problem(parts: Mapping[str, list[Any]], text: str) -> str | None:
+    """A BYDAY ordinal beyond its month or year, which crashes dateutil, or None.
+
+    Other rules than monthly and yearly ones ignore the ordinals.
+    """
+    freq = str(parts["FREQ"][0])
+    if freq not in ("MONTHLY", "YEARLY"):
+        return None
+    limit, period = (53, "year") if freq == "YEARLY" else (5, "month")
+    if "BYMONTH" in parts:
+        limit, period = 5, "month"
+    for day in parts.get("BYDAY", []):
+        match = _BYDAY.fullmatch(str(day).upper())
+        if match and match[1] and not 1 <= abs(int(match[1])) <= limit:
+            return (
+                f"expected BYDAY ordinals from 1 to {limit} (or -1 to -{limit}) "
+                f"in a {period}, got {text}"
+            )
+    return None
+
+
+def _occurrences_per_day(parts: Mapping[str, list[Any]]) -> int:
+    """How many occurrences a rule gives in a day, at most.
+
+    Each BYHOUR, BYMINUTE and BYSECOND value multiplies the occurrences of
+    a rule that is slower than its unit; an hourly or minutely rule gives
+    one for each of its intervals in the day (RFC 5545, 3.3.10).
+    """
+    interval = int(min(parts.get("INTERVAL", [1])))
+    hours, minutes, seconds = (
+        len(set(parts.get(key, []))) or None
+        for key in ("BYHOUR", "BYMINUTE", "BYSECOND")
+    )
+    freq = str(parts["FREQ"][0])
+    if freq == "MINUTELY":
+        slots = min((hours or 24) * (minutes or 60), math.ceil(1440 / interval))
+        return slots * (seconds or 1)
+    if freq == "HOURLY":
+        slots = min(hours or 24, math.ceil(24 / interval))
+        return slots * (minutes or 1) * (seconds or 1)
+    return (hours or 1) * (minutes or 1) * (seconds or 1)
+
+
+def _until_problem(parts: Mapping[str, list[Any]], start: datetime) -> str | None:
+    """An UNTIL outside the range of instants or before the start, or None.
+
+    dateutil has already required an UTC date-time next to an aware start.
+    """
+    for until in parts.get("UNTIL", []):
+        if not isinstance(until, datetime):
+            continue
+        if not EARLIEST_INSTANT <= until <= LATEST_INSTANT:
+            return f"expected UNTIL to be {_INSTANT_RANGE}, got {until.isoformat()}"
+        if until < start:
+            return (
+                f"expected UNTIL at or after the start, got UNTIL "
+                f"{until.isoformat()} before start {start.isoformat()}"
+            )
+    return None
 
 
 def _exdates(
