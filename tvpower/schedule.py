@@ -274,7 +274,7 @@ _MAX_YAML_DEPTH = 50
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-class _ScheduleLoader(yaml.SafeLoader):
+class ScheduleLoader(yaml.SafeLoader):
     """Safe YAML loading without the YAML 1.1 readings that hurt schedules.
 
     Times stay strings, because only tvpower knows the zone they are in.
@@ -323,7 +323,7 @@ class _ScheduleLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_ScheduleLoader.yaml_implicit_resolvers = {
+ScheduleLoader.yaml_implicit_resolvers = {
     first: [
         (tag, regexp)
         for tag, regexp in resolvers
@@ -331,7 +331,7 @@ _ScheduleLoader.yaml_implicit_resolvers = {
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_ScheduleLoader.add_implicit_resolver(
+ScheduleLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
@@ -352,7 +352,7 @@ def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
     except OSError as error:
         raise top.error(f"cannot read the file: {error.strerror or error}") from error
     try:
-        document = yaml.load(text, Loader=_ScheduleLoader)
+        document = yaml.load(text, Loader=ScheduleLoader)
     except yaml.YAMLError as error:
         raise top.error(f"invalid YAML{_yaml_problem(error)}") from error
     except RecursionError as error:

@@ -16,11 +16,10 @@ from typing import Any
 import yaml
 
 from tvpower.errors import ScheduleError
-from tvpower.schedule import Schedule, load_schedule
 
 # The schedule loader keeps times as strings and "off" as a string: the
 # scenario and the schedule data it edits must read the same way.
-from tvpower.schedule import _ScheduleLoader as ScheduleLoader
+from tvpower.schedule import Schedule, ScheduleLoader, load_schedule
 
 __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
 
