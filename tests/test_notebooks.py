@@ -1,0 +1,67 @@
+"""The analyst notebooks run top to bottom with papermill, as CI runs them.
+
+The full scenario library goes through ``notebooks/verify.ipynb`` in
+``.ci/run``; here a few scenarios keep the suite quick.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+BROKEN = ROOT / "tests" / "data" / "sim-broken-expectation.yaml"
+SHIPPED = [
+    "../scenarios/sim/makerspace.yaml",
+    "../scenarios/sim/cancellation.yaml",
+    "../scenarios/sim/back-to-back.yaml",
+]
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _execute(name: str, workdir: Path, **parameters: object) -> None:
+    papermill.execute_notebook(
+        str(NOTEBOOKS / name),
+        str(workdir / name),
+        parameters=parameters,
+        cwd=str(NOTEBOOKS),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+
+
+def test_explore_draws_a_chart(tmp_path: Path) -> None:
+    png = tmp_path / "timeline.png"
+    _execute("explore.ipynb", tmp_path, png=str(png))
+    pixels = matplotlib.image.imread(png)[..., :3]
+    assert pixels.std() > 0.05, "the chart is one flat colour"
+    assert (pixels < 0.9).any(axis=-1).mean() > 0.01, "the chart is almost all white"
+
+
+def test_verify_passes_the_shipped_scenarios(tmp_path: Path) -> None:
+    _execute("verify.ipynb", tmp_path, scenarios=SHIPPED, out=str(tmp_path / "csv"))
+    assert (tmp_path / "csv" / "summary.csv").is_file()
+
+
+def test_verify_fails_a_broken_expectation(tmp_path: Path) -> None:
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        _execute("verify.ipynb", tmp_path, scenarios=[str(BROKEN)])
+    assert failure.value.ename == "AssertionError"
+    assert "1 of 1 scenarios failed" in failure.value.evalue
+
+
+def test_notebooks_are_stored_without_outputs() -> None:
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert code[0].metadata.get("tags") == ["parameters"], path.name
+        for cell in code:
+            assert not cell.outputs, f"{path.name}: stored outputs"
+            assert cell.execution_count is None, f"{path.name}: execution count"
+        assert all(c.source.strip() for c in notebook.cells), path.name
