@@ -97,6 +97,8 @@ class PublishCapture(logging.Handler):
         super().__init__(logging.INFO)
         self.lines: list[str] = []
         self.acknowledged: set[tuple[str, str, str]] = set()
+        # Acknowledged but not yet seen arriving (both sets only grow).
+        self.pending: set[tuple[str, str, str]] = set()
         self._json = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -107,6 +109,7 @@ class PublishCapture(logging.Handler):
         if fields.get("outcome") == "acknowledged":
             key = (fields["topic"], fields["intent_id"], fields["issued_at"])
             self.acknowledged.add(key)
+            self.pending.add(key)
 
 
 class Simulation:
@@ -325,8 +328,15 @@ class Simulation:
             and sink.connected
             and self.clock.next_wake() is not None
             and (since is None or self.clock.sleeps > since)
-            and self.capture.acknowledged <= self.fleet.arrived
+            and self._all_arrived()
         )
+
+    def _all_arrived(self) -> bool:
+        """Whether every acknowledged publish reached the fleet subscriber."""
+        pending = self.capture.pending
+        if pending:
+            pending.difference_update(pending & self.fleet.arrived)
+        return not pending
 
     def _problem(self, check: str, client_id: str | None, detail: str) -> None:
         self.problems.append((check, client_id, self.clock.now(), detail))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tvpower.audit import compare, read_publish_log, rebuild
@@ -66,9 +67,26 @@ class _Engine:
         scenario = recording.scenario
         self.span = (_ns(scenario.start), _ns(scenario.end))
         self.versions: list[tuple[datetime, pd.DataFrame]] = []
+        # Per segments frame: each client's rows as arrays, for fast lookups.
+        self._by_client: dict[int, dict[str, tuple[Any, ...]]] = {}
         for since, schedule in recording.versions:
             timeline = compute_timeline(schedule, scenario.start, scenario.end)
             self.versions.append((since, timeline.client_segments(*self.span)))
+
+    def _index(self, rows: pd.DataFrame) -> dict[str, tuple[Any, ...]]:
+        index = self._by_client.get(id(rows))
+        if index is None:
+            index = {
+                str(client_id): (
+                    group["start"].to_numpy(),
+                    group["end"].to_numpy(),
+                    group["desired_state"].to_numpy(),
+                    group["reason"].to_numpy(),
+                )
+                for client_id, group in rows.groupby("client_id", sort=False)
+            }
+            self._by_client[id(rows)] = index
+        return index
 
     def segments(self, at: datetime) -> pd.DataFrame:
         """The segments of the schedule in force at ``at``."""
@@ -80,14 +98,14 @@ class _Engine:
     ) -> tuple[str, str] | None:
         rows = self.segments(at) if segments is None else segments
         instant = _ns(at)
-        hit = rows[
-            (rows["client_id"] == client_id)
-            & (rows["start"] <= instant)
-            & (rows["end"] > instant)
-        ]
-        if hit.empty:
+        mine = self._index(rows).get(client_id)
+        if mine is None:
             return None
-        return str(hit["desired_state"].iloc[0]), str(hit["reason"].iloc[0])
+        starts, ends, states, reasons = mine
+        hit = np.flatnonzero((starts <= instant) & (ends > instant))
+        if not len(hit):
+            return None
+        return str(states[hit[0]]), str(reasons[hit[0]])
 
     def on_in_every_version(self, client_id: str, lo: datetime, hi: datetime) -> bool:
         """Whether every schedule in force over ``[lo, hi]`` says ``on`` at ``hi``."""
@@ -140,8 +158,9 @@ def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
         if off and state is not None and state[0] == "on":
             detail = f"off intent {receipt.payload['intent_id']} inside an on window"
             rows.append(("on_window", receipt.client_id, receipt.at, detail))
+    graces = _graces(recording)
     for client in recording.clients.values():
-        grace = timedelta(seconds=_grace(recording, client.client_id))
+        grace = timedelta(seconds=graces.get(client.client_id, 30))
         for (_, at, before), (_, _, after) in zip(
             client.segments, client.segments[1:], strict=False
         ):
@@ -154,13 +173,14 @@ def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
     return rows
 
 
-def _grace(recording: Recording, client_id: str) -> int:
-    grace = [
-        r.payload["power"]["grace_seconds"]
-        for r in recording.receipts
-        if r.client_id == client_id and r.valid
-    ]
-    return int(max(grace, default=30))
+def _graces(recording: Recording) -> dict[str, int]:
+    """Each client's longest grace received (30 s if none): one pass."""
+    graces: dict[str, int] = {}
+    for r in recording.receipts:
+        if r.valid:
+            grace = int(r.payload["power"]["grace_seconds"])
+            graces[r.client_id] = max(grace, graces.get(r.client_id, grace))
+    return graces
 
 
 def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
