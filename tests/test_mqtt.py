@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -288,3 +289,35 @@ async def test_a_batch_on_a_lost_connection_fails_every_message(free_port: int) 
     assert str(deliveries[0][0]).startswith(
         f"connection to broker 127.0.0.1:{free_port} lost"
     )
+
+
+async def _silent_broker(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Accepts an MQTT 3.1.1 session, then never acknowledges a PUBLISH."""
+    with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                return
+            level = data.find(b"MQTT")
+            if level != -1 and data[0] >> 4 == 1:  # CONNECT
+                refuses_v5 = data[level + 4] == 5
+                writer.write(b"\x20\x02\x00\x01" if refuses_v5 else b"\x20\x02\x00\x00")
+                await writer.drain()
+
+
+async def test_a_batch_to_a_broker_that_stops_answering_ends_at_the_timeout(
+    free_port: int,
+) -> None:
+    server = await asyncio.start_server(_silent_broker, "127.0.0.1", free_port)
+    address = parse_broker_url(f"mqtt://127.0.0.1:{free_port}")
+    messages = [(f"tv/{i}", b"on", 60) for i in range(200)]
+    async with server:
+        publisher = MqttPublisher(address, client_id=default_client_id(), timeout=1.0)
+        async with publisher, asyncio.timeout(5):
+            deliveries = await publisher.publish_batch(messages)
+
+    assert {str(error) for error, _ in deliveries} == {
+        f"no PUBACK from broker 127.0.0.1:{free_port} within 1 s"
+    }

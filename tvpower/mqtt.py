@@ -511,6 +511,7 @@ class _Batch:
         self._loop = loop
         self._done: asyncio.Future[None] = loop.create_future()
         self._progress = loop.time()
+        self._timed_out = False
 
     async def run(self) -> list[Delivery]:
         if not self._messages:
@@ -524,8 +525,8 @@ class _Batch:
         return self._results
 
     def _fill(self) -> None:
-        window = self._publisher._window
-        while self._in_flight < window and self._next < len(self._messages):
+        window, total = self._publisher._window, len(self._messages)
+        while not self._timed_out and self._in_flight < window and self._next < total:
             index = self._next
             self._next += 1
             topic, payload, expiry = self._messages[index]
@@ -567,6 +568,9 @@ class _Batch:
         error = BrokerError(
             f"no PUBACK from broker {self._publisher.address} within {timeout:g} s"
         )
+        # Settle everything now: nothing more is sent to a broker that has
+        # stopped answering, and the publisher backs off and retries.
+        self._timed_out = True
         self._publisher._fail_pending(error)
         while self._next < len(self._messages):
             self._next += 1

@@ -202,6 +202,8 @@ def _add_output_options(parser: configargparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until the event loop takes SIGTERM over, it stops start-up quietly.
+    signal.signal(signal.SIGTERM, _stop_starting)
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format)
     return run_cli("tvpower.publish", lambda: _main(args))
@@ -309,6 +311,10 @@ async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) 
             client_id=connection.client_id,
         )
     logger.info("stopped", extra={"fields": {"client_id": connection.client_id}})
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _stop_on_signals() -> asyncio.Event:
