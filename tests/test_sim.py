@@ -182,3 +182,17 @@ def test_run_scenario_is_the_synchronous_way_in() -> None:
     assert not result.passed
     assert result.scenario == "sim-broken-expectation"
     assert result.clients == 3
+
+
+def test_tables_can_be_written_as_parquet(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    status = main([str(BROKEN), "--out", str(tmp_path), "--format", "parquet"])
+
+    assert status == 1
+    received = pd.read_parquet(tmp_path / "sim-broken-expectation-received.parquet")
+    csv_status = main([str(BROKEN), "--out", str(tmp_path / "csv")])
+    assert csv_status == 1
+    from_csv = pd.read_csv(tmp_path / "csv" / "sim-broken-expectation-received.csv")
+    assert len(received) == len(from_csv) > 0
+    assert list(received.columns) == list(from_csv.columns)

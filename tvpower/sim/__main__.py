@@ -14,39 +14,52 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from tvpower.cli import configure_logging, run_cli
 from tvpower.sim import SimResult, load_scenario, simulate
 
 PROG = "python -m tvpower.sim"
+_PROGRESS_FROM = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    return run_cli(PROG, lambda: _run(args.scenarios, args.out))
+    return run_cli(PROG, lambda: _run(args.scenarios, args.out, args.format))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     parser.add_argument(
-        "--out", type=Path, help="write received, power and violations CSVs here"
+        "--out", type=Path, help="write the received, power and violations tables here"
+    )
+    parser.add_argument(
+        "--format",
+        choices=["csv", "parquet"],
+        default="csv",
+        help="file format of the tables (default: %(default)s)",
     )
     return parser
 
 
-def _run(paths: list[Path], out: Path | None) -> int:
+def _run(paths: list[Path], out: Path | None, file_format: str) -> int:
     configure_logging(level=logging.WARNING)
     for path in paths:
         load_scenario(path)  # every file checked before any run
-    results = [asyncio.run(simulate(path)) for path in paths]
+    # A progress bar on a terminal when there are many; never in a pipe.
+    quiet = len(paths) < _PROGRESS_FROM or not sys.stderr.isatty()
+    results = [
+        asyncio.run(simulate(path))
+        for path in tqdm(paths, desc="scenarios", unit="scenario", disable=quiet)
+    ]
     print(_summary(results).to_string(index=False))
     for result in results:
         for v in result.violations.itertuples():
             print(f"{result.scenario}: {v.check} {v.client_id} {v.at}: {v.detail}")
         if out is not None:
-            _write(result, out)
+            _write(result, out, file_format)
     return 0 if all(r.passed for r in results) else 1
 
 
@@ -62,11 +75,15 @@ def _summary(results: list[SimResult]) -> pd.DataFrame:
     )
 
 
-def _write(result: SimResult, out: Path) -> None:
+def _write(result: SimResult, out: Path, file_format: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("received", "power", "violations"):
         frame: pd.DataFrame = getattr(result, name)
-        frame.to_csv(out / f"{result.scenario}-{name}.csv", index=False)
+        path = out / f"{result.scenario}-{name}.{file_format}"
+        if file_format == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
 
 
 if __name__ == "__main__":
