@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from report import table
 
 from tvpower.engine import DAY_NS, NS, Fleet, _fleet, build_timeline, compute_timeline
 
@@ -157,18 +158,6 @@ def makerspace(repeat: int) -> str:
     return (
         f"compute_timeline, {MAKERSPACE.name}, 2019: {seconds:.3f} s"
         f" ({segments:,} segments, best of {repeat})"
-    )
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
     )
 
 

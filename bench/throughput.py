@@ -55,6 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from report import table
 
 from tvpower.clock import SteppedClock
 from tvpower.errors import BrokerError
@@ -444,18 +445,6 @@ def where_time_goes(schedule: Schedule, runs: int) -> str:
     return (
         f"tvpower without MQTT, best of {runs}: desired() {engine * 1e3:.0f} ms, "
         f"dry-run reconcile {dry * 1e3:.0f} ms"
-    )
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
     )
 
 

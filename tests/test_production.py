@@ -679,6 +679,23 @@ async def test_cancelling_one_groups_event_publishes_off_to_that_group_only(
 # -- 5. a bad edit ------------------------------------------------------------
 
 
+async def _rejected(
+    publisher: Any, watch: Any, mark: int, metrics_port: int, *, count: int
+) -> None:
+    """The ``count``-th bad edit is logged and counted, and publishes nothing."""
+    await publisher.wait_for(
+        lambda _: len(publisher.events("schedule rejected")) >= count,
+        f"schedule rejected record number {count}",
+        _EDIT_SECONDS,
+    )
+    await asyncio.sleep(1.0)
+    assert watch.messages[mark:] == []
+    metrics = await asyncio.to_thread(_metrics, metrics_port)
+    assert _schedule_loads(metrics, "rejected") == (
+        f'tvpower_schedule_loads_total{{outcome="rejected"}} {count:.1f}'
+    ), metrics
+
+
 async def test_a_bad_edit_is_rejected_logged_counted_and_a_good_one_follows(
     tmp_path: Path, mosquitto_broker: Mosquitto, start_publisher: Any
 ) -> None:
@@ -705,31 +722,11 @@ async def test_a_bad_edit_is_rejected_logged_counted_and_a_good_one_follows(
                     event("g2-day", -3600, 3600, group="g2"),
                 ],
             )
-            await publisher.wait_for(
-                lambda _: len(publisher.events("schedule rejected")) >= 1,
-                "schedule rejected record",
-                _EDIT_SECONDS,
-            )
-            await asyncio.sleep(1.0)
-            assert watch.messages[mark:] == []
-            metrics = await asyncio.to_thread(_metrics, metrics_port)
-            assert _schedule_loads(metrics, "rejected") == (
-                'tvpower_schedule_loads_total{outcome="rejected"} 1.0'
-            ), metrics
+            await _rejected(publisher, watch, mark, metrics_port, count=1)
 
             # Not YAML at all.
             write_text_atomically(schedule, "timezone: UTC\ngroups: {g1: [\n")
-            await publisher.wait_for(
-                lambda _: len(publisher.events("schedule rejected")) >= 2,
-                "second schedule rejected record",
-                _EDIT_SECONDS,
-            )
-            await asyncio.sleep(1.0)
-            assert watch.messages[mark:] == []
-            metrics = await asyncio.to_thread(_metrics, metrics_port)
-            assert _schedule_loads(metrics, "rejected") == (
-                'tvpower_schedule_loads_total{outcome="rejected"} 2.0'
-            ), metrics
+            await _rejected(publisher, watch, mark, metrics_port, count=2)
 
             # A good edit: g1's event cancelled.
             edited = time.monotonic()

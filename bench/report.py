@@ -1,0 +1,16 @@
+"""What the benchmark scripts share: a plain text table of figures."""
+
+from __future__ import annotations
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Rows under a header, the first column left-aligned, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    )
