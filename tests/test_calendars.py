@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from tvpower.calendars import COLUMNS, expand
+from tvpower.calendars import COLUMNS, expand, first_start
 from tvpower.schedule import Schedule, load_schedule
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -433,6 +433,41 @@ def test_floating_time_follows_the_calendars_own_zone_if_it_names_one(
     assert spans(frame, CHICAGO) == [
         (at(CHICAGO, 2019, 1, 1, 10), at(CHICAGO, 2019, 1, 1, 11)),
     ]
+
+
+def test_first_start_is_before_every_occurrence_of_every_kind(write: Write) -> None:
+    write(
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:series\n"
+        "DTSTART:20190601T100000Z\nDTEND:20190601T110000Z\n"
+        "RRULE:FREQ=DAILY\nRDATE:20190510T100000Z,20190520T100000Z\nEND:VEVENT\n"
+        "BEGIN:VEVENT\nUID:day\nDTSTART;VALUE=DATE:20190515\nEND:VEVENT\n"
+        "END:VCALENDAR\n",
+        "room.ics",
+    )
+    schedule = load_schedule(
+        write("""\
+            timezone: Europe/Berlin
+            groups:
+              room: {clients: [tv], calendars: [{path: room.ics, all_day: true}]}
+            events:
+              - id: talk
+                group: room
+                start: 2019-05-12T09:00:00Z
+                end: 2019-05-12T10:00:00Z
+            """)
+    )
+    first = first_start(schedule)
+    frame = expand(schedule, at(UTC, 2019, 1, 1), at(UTC, 2019, 7, 1))
+
+    # The RDATE before DTSTART is the earliest, and a day of slack is kept.
+    assert first == at(UTC, 2019, 5, 9, 10)
+    assert frame["start"].min() == ns(at(UTC, 2019, 5, 10, 10))
+
+
+def test_first_start_of_a_schedule_without_events_is_none(write: Write) -> None:
+    schedule = load_schedule(write("timezone: UTC\nclients: {tv: {}}\n"))
+
+    assert first_start(schedule) is None
 
 
 # --- Events of the schedule file --------------------------------------------

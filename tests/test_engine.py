@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from tvpower.engine import NS, Timeline, compute_timeline, fleet_of
+from tvpower.engine import NS, Timeline, compute_timeline, fleet_of, timeline_around
+from tvpower.intents import intents_from
 from tvpower.schedule import Client, Event, Group, Schedule
 
 from .strategies import ClientSpec, GroupSpec, Occurrence, Scenario
@@ -368,3 +369,38 @@ def room_schedule(clients: list[Client], *, merge_gap: int) -> Schedule:
         {c.id: c for c in clients},
         events,
     )
+
+
+def test_off_before_the_first_event_has_one_id_whenever_asked() -> None:
+    lobby = Client("lobby", "room", UTC_ZONE, 30, 0, 0)
+    schedule = room_schedule([lobby], merge_gap=0)
+    instants = [DAY_START - timedelta(days=d) for d in (400, 30, 1)]
+    instants.append(DAY_START + timedelta(hours=8, minutes=59))
+
+    ids = set()
+    for instant in instants:
+        around = timeline_around(schedule, instant)
+        now = around.at(int(instant.timestamp()) * NS)
+        # Nothing happens before 09:00: off since the earliest instant.
+        assert around.origin
+        assert now.loc["lobby", "start"] == 0
+        assert bool(now.loc["lobby", "start_known"])
+        ids |= {i.intent_id for i in intents_from(now).values()}
+    assert len(ids) == 1
+
+
+def test_a_timeline_that_starts_after_an_event_has_no_origin() -> None:
+    lobby = Client("lobby", "room", UTC_ZONE, 30, 0, 0)
+    schedule = room_schedule([lobby], merge_gap=0)
+    noon = DAY_START.replace(hour=12)
+
+    late = compute_timeline(schedule, DAY_START.replace(hour=9, minute=30), noon)
+    # first_start leaves a day of slack for floating times.
+    early = compute_timeline(schedule, DAY_START - timedelta(days=2), noon)
+
+    assert not late.origin
+    assert early.origin
+    # The 10:00-10:05 gap keeps the start it has, origin or not.
+    at = utc_ns("10:02")
+    assert late.at(at).loc["lobby", "start"] == utc_ns("10:00")
+    assert early.at(at).loc["lobby", "start"] == utc_ns("10:00")

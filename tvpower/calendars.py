@@ -56,7 +56,7 @@ from tvpower.schedule import (
     Schedule,
 )
 
-__all__ = ["COLUMNS", "expand"]
+__all__ = ["COLUMNS", "expand", "first_start"]
 
 #: The columns of the frame that :func:`expand` returns, in order.
 COLUMNS = ("owner", "owner_kind", "layer", "start", "end", "event_id")
@@ -101,6 +101,38 @@ def expand(schedule: Schedule, start: datetime, end: datetime) -> pd.DataFrame:
         for source in group.calendars:
             rows += _calendar_rows(source, group, span, schedule)
     return _frame(rows, _ns(start), _ns(end))
+
+
+def first_start(schedule: Schedule) -> datetime | None:
+    """An instant no occurrence of ``schedule`` starts before; None if it has none.
+
+    A series starts at its DTSTART (RDATEs, which may lie before it, count
+    too). Floating times and dates are read as UTC and a day is taken off,
+    which is earlier than any zone can place them.
+    """
+    starts = [event.start for event in schedule.events]
+    for group in schedule.groups.values():
+        for source in group.calendars:
+            for component in source.calendar.walk("VEVENT"):
+                starts += _component_starts(component)
+    if not starts:
+        return None
+    return max(min(starts) - _SLACK, EARLIEST_INSTANT)
+
+
+def _component_starts(component: Any) -> list[datetime]:
+    """DTSTART and every RDATE of a VEVENT, as UTC datetimes."""
+    values = [component["DTSTART"].dt] if "DTSTART" in component else []
+    rdates = component.get("RDATE", [])
+    for rdate in rdates if isinstance(rdates, list) else [rdates]:
+        values += [item.dt for item in getattr(rdate, "dts", [])]
+    result = []
+    for value in values:
+        if isinstance(value, tuple):  # an RDATE period: (start, end or duration)
+            value = value[0]
+        if isinstance(value, date):
+            result.append(_localize(value, ZoneInfo("UTC")).astimezone(UTC))
+    return result
 
 
 def _ns(moment: datetime) -> int:

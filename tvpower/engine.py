@@ -22,15 +22,15 @@ How a timeline is made:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tvpower.calendars import expand
-from tvpower.schedule import Schedule
+from tvpower.calendars import expand, first_start
+from tvpower.schedule import EARLIEST_INSTANT, Schedule
 
 __all__ = [
     "REASONS",
@@ -65,6 +65,7 @@ _REASON = np.array(REASONS, dtype=object)
 # Spans (each side of the instant) tried by timeline_around, until the
 # segment at the instant lies inside the computed range.
 _AROUND_SPANS_DAYS = (2, 14, 98, 686, 4802)
+_EARLIEST_NS = int(EARLIEST_INSTANT.timestamp()) * NS
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,9 @@ class Timeline:
     ``segments`` columns: ``profile``, ``start``, ``end``, ``code`` (state
     code), ``window_start``, ``window_end`` (the ``on`` run around an ``on``
     segment, -1 for ``off``). A segment's bounds are certain only strictly
-    inside ``(start, end)``: what lies beyond was not computed.
+    inside ``(start, end)``: what lies beyond was not computed. With
+    ``origin``, nothing of the schedule begins before ``start``: a segment
+    that begins there has been so since the earliest instant.
     """
 
     start: int
@@ -101,6 +104,7 @@ class Timeline:
     segments: pd.DataFrame
     clients: pd.DataFrame
     groups: pd.DataFrame = field(default_factory=lambda: _members([]))
+    origin: bool = False
 
     def at(self, instant: int) -> pd.DataFrame:
         """Each client's segment at ``instant`` (ns), one row per client.
@@ -126,6 +130,12 @@ class Timeline:
         rows = current.set_index("profile").reindex(members["profile"])
         described = self._describe(rows.reset_index(drop=True), members)
         described.index.name = members.index.name
+        if self.origin:
+            # Off since the earliest instant: a start that never moves, so
+            # that intent ids do not depend on how far back the engine looked.
+            from_origin = ~described["start_known"]
+            described.loc[from_origin, "start"] = _EARLIEST_NS
+            described["start_known"] = True
         return described
 
     def client_segments(self, start: int, end: int) -> pd.DataFrame:
@@ -236,7 +246,13 @@ def compute_timeline(schedule: Schedule, start: datetime, end: datetime) -> Time
         pd.Timestamp(start_ns - pad_before, tz="UTC").to_pydatetime(),
         pd.Timestamp(end_ns + pad_after, tz="UTC").to_pydatetime(),
     )
-    return build_timeline(fleet, occurrences, start_ns, end_ns)
+    timeline = build_timeline(fleet, occurrences, start_ns, end_ns)
+    # Windows open at most the largest lead before their first occurrence.
+    first = first_start(schedule)
+    lead = int(fleet.profiles["lead_ns"].to_numpy().max(initial=0))
+    if first is None or start_ns <= _ns(first) - lead:
+        timeline = replace(timeline, origin=True)
+    return timeline
 
 
 def timeline_around(schedule: Schedule, instant: datetime) -> Timeline:
