@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BROKEN = ROOT / "tests" / "data" / "sim-broken-expectation.yaml"
 SHIPPED = [
-    "../scenarios/sim/makerspace.yaml",
-    "../scenarios/sim/cancellation.yaml",
-    "../scenarios/sim/back-to-back.yaml",
+    "../scenarios/makerspace-potsdam.yaml",
+    "../scenarios/cancellation.yaml",
+    "../scenarios/back-to-back.yaml",
 ]
 
 pytestmark = pytest.mark.timeout(180)

@@ -311,7 +311,13 @@ BAD_INPUT = {
     "unknown key": (
         BASE + "event: []\n",
         "schedule.yaml: field 'event': unknown key; expected one of clients, events, "
-        "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds",
+        "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds, "
+        "expect, simulation, timeline",
+    ),
+    "a scenario naming its schedule": (
+        "schedule: lobby.yaml\nsimulation: {start: 2026-03-02T08:00:00Z}\n",
+        "schedule.yaml: field 'schedule': a scenario that names its schedule file; "
+        "give that file instead",
     ),
     "unknown key in a group": (
         BASE + "    calendar: [x.ics]\n",

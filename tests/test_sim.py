@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tvpower.schedule import load_schedule
 from tvpower.sim import load_scenario, run_scenario, simulate
 from tvpower.sim.__main__ import main
 from tvpower.sim.fleet import Receipt
@@ -22,9 +23,10 @@ from tvpower.sim.verify import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = sorted((ROOT / "scenarios" / "sim").glob("*.yaml"))
+# Every YAML file at the top of scenarios/ is a scenario: the library.
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 BROKEN = ROOT / "tests" / "data" / "sim-broken-expectation.yaml"
-LOBBY = ROOT / "scenarios" / "sim" / "schedules" / "lobby.yaml"
+LOBBY = ROOT / "scenarios" / "schedules" / "lobby.yaml"
 
 
 @pytest.fixture
@@ -43,9 +45,22 @@ def test_every_required_scenario_ships() -> None:
         "back-to-back",
         "broker-restart",
         "cancellation",
+        "client-override",
         "client-reconnect",
-        "makerspace",
+        "dst-berlin-fall",
+        "dst-berlin-spring",
+        "dst-new-york-fall",
+        "dst-new-york-spring",
+        "dst-phoenix",
+        "edit-extend",
+        "fleet-week",
+        "join-mid-event",
+        "lead-time",
+        "makerspace-potsdam",
+        "merge-gap",
+        "midnight",
         "publisher-restart",
+        "school-chicago",
     } <= names
 
 
@@ -62,7 +77,7 @@ async def test_shipped_scenario_passes(path: Path) -> None:
 
 
 async def test_cancellation_switches_the_tvs_off_a_grace_later() -> None:
-    result = await simulate(ROOT / "scenarios" / "sim" / "cancellation.yaml")
+    result = await simulate(ROOT / "scenarios" / "cancellation.yaml")
 
     power = result.power[result.power["client_id"] == "lobby-left"]
     off_at = pd.Timestamp("2026-03-02T13:20:30Z")
@@ -71,7 +86,7 @@ async def test_cancellation_switches_the_tvs_off_a_grace_later() -> None:
 
 
 async def test_a_reconnecting_client_learns_the_retained_intent() -> None:
-    result = await simulate(ROOT / "scenarios" / "sim" / "client-reconnect.yaml")
+    result = await simulate(ROOT / "scenarios" / "client-reconnect.yaml")
 
     learned = result.received[result.received["via"] == "reconnect"]
     assert set(learned["client_id"]) == {"lobby-left", "lobby-right", "kiosk"}
@@ -122,8 +137,7 @@ def test_bad_scenario_exits_2_in_one_line(
     scenario = tmp_path / "bad.yaml"
     scenario.write_text(
         f"schedule: {LOBBY}\n"
-        "start: 2026-03-02T08:30:00Z\n"
-        "end: 2026-03-02T10:00:00Z\n" + body
+        "simulation: {start: 2026-03-02T08:30:00Z, end: 2026-03-02T10:00:00Z}\n" + body
     )
 
     status = main([str(scenario)])
@@ -138,13 +152,88 @@ def test_a_time_without_zone_is_bad_input(
 ) -> None:
     scenario = tmp_path / "bad.yaml"
     scenario.write_text(
-        f"schedule: {LOBBY}\nstart: 2026-03-02T08:30:00Z\nend: 2026-03-02T10:00:00\n"
+        f"schedule: {LOBBY}\n"
+        "simulation: {start: 2026-03-02T08:30:00Z, end: 2026-03-02T10:00:00}\n"
     )
 
     assert main([str(scenario)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert f"{scenario}: field 'end': expected an ISO 8601 instant" in err
+    assert f"{scenario}: simulation: field 'end': expected an ISO 8601 instant" in err
+
+
+INLINE = (
+    "timezone: UTC\n"
+    "clients: {tv: {}}\n"
+    "events:\n"
+    "  - {id: talk, client: tv, start: 2026-03-02T09:00:00Z, "
+    "end: 2026-03-02T10:00:00Z}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            INLINE,
+            "field 'simulation': expected a mapping with start and end, got "
+            "nothing; a schedule without it is not a scenario",
+        ),
+        (
+            INLINE + "simulation: {start: 2026-03-02T08:00:00Z, "
+            "end: 2026-03-02T11:00:00Z, speed: 2}\n",
+            "simulation: field 'speed': unknown key; expected one of start, end, "
+            "group_topics",
+        ),
+        (
+            INLINE.replace("end: 2026-03-02T10", "end: 2026-03-02T08")
+            + "simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T11:00:00Z}\n",
+            "events[0] (id 'talk'): field 'end': must be after start "
+            "2026-03-02T09:00:00+00:00, got 2026-03-02T08:00:00+00:00",
+        ),
+        (
+            f"schedule: {LOBBY}\ntimezone: UTC\n"
+            "simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T11:00:00Z}\n",
+            "field 'timezone': unknown key next to 'schedule'; expected one of "
+            "schedule, expect, simulation, timeline (schedule keys belong in the "
+            "schedule file)",
+        ),
+    ],
+    ids=["plain-schedule", "unknown-simulation-key", "bad-inline-event", "mixed"],
+)
+def test_a_scenario_file_that_is_not_one_exits_2_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    text: str,
+    message: str,
+) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(text)
+
+    assert main([str(scenario)]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m tvpower.sim: error: {scenario}: {message}\n"
+    )
+
+
+async def test_an_inline_scenario_is_a_schedule_for_the_publisher_too(
+    tmp_path: Path,
+) -> None:
+    scenario = tmp_path / "office.yaml"
+    scenario.write_text(
+        INLINE
+        + "simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T11:00:00Z}\n"
+        "expect:\n"
+        "  - {client: tv, at: 2026-03-02T09:30:00Z, state: 'on'}\n"
+        "  - {client: tv, at: 2026-03-02T10:01:00Z, state: 'off'}\n"
+    )
+
+    result = await simulate(scenario)
+    schedule = load_schedule(scenario)
+
+    assert result.violations.empty, result.violations.to_string()
+    assert [e.id for e in schedule.events] == ["talk"]
 
 
 async def test_the_checks_catch_what_a_faulty_run_would_show() -> None:

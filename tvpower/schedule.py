@@ -176,6 +176,9 @@ _SCHEDULE_KEYS = (
     "timezone",
     "ttl_seconds",
 )
+# A scenario for ``tvpower.sim`` is a schedule with these keys added; the
+# publisher runs it as a schedule and leaves them to the simulation.
+SCENARIO_KEYS = ("expect", "simulation", "timeline")
 _GROUP_KEYS = (
     "calendars",
     "clients",
@@ -364,7 +367,12 @@ def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
         raise top.error(
             f"expected a mapping with the keys {', '.join(_SCHEDULE_KEYS)}, got {found}"
         )
-    _check_keys(document, _SCHEDULE_KEYS, top)
+    if "schedule" in document:
+        raise top.error(
+            "a scenario that names its schedule file; give that file instead",
+            "schedule",
+        )
+    _check_keys(document, _SCHEDULE_KEYS + SCENARIO_KEYS, top)
     return document
 
 

@@ -1,6 +1,6 @@
 """Write fleet.yaml: 1,000 clients in 50 groups, a week of events (UTC).
 
-Run from anywhere: ``python scenarios/sim/schedules/make_fleet.py``. The
+Run from anywhere: ``python scenarios/schedules/make_fleet.py``. The
 output is committed; this script documents how it was made.
 
 Group ``gNN`` (NN = 0..49) has clients ``gNN-c00`` .. ``gNN-c19`` and, for

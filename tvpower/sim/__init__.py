@@ -1,10 +1,11 @@
 """Simulation: what every TV would do with this schedule and these outages.
 
-A scenario file names a schedule, a time range, things that happen (clients
-disconnect, reconnect or join; the publisher or the broker restarts; events
-are cancelled, edited or added) and what to expect. :func:`run_scenario`
-runs the real publisher against a real embedded broker on a stepped clock,
-with simulated clients behind a real subscriber, and checks the run.
+A scenario file is a schedule (or names one) with a simulated span, things
+that happen (clients disconnect, reconnect or join; the publisher or the
+broker restarts; events are cancelled, edited or added) and what to expect.
+:func:`run_scenario` runs the real publisher against a real embedded broker
+on a stepped clock, with simulated clients behind a real subscriber, and
+checks the run.
 
 The parts: :mod:`~tvpower.sim.scenario` reads scenario files,
 :mod:`~tvpower.sim.fleet` simulates the clients, :mod:`~tvpower.sim.run`

@@ -1,4 +1,4 @@
-"""Scenario files: a schedule, a time range, what happens when, what to expect.
+"""Scenario files: a schedule, a simulated span, what happens when, what to expect.
 
 Every problem is a :class:`ScheduleError` naming the scenario file, the entry
 (``timeline[2]``, ``expect[0]``) and the field.
@@ -19,11 +19,12 @@ from tvpower.errors import ScheduleError
 
 # The schedule loader keeps times as strings and "off" as a string: the
 # scenario and the schedule data it edits must read the same way.
-from tvpower.schedule import Schedule, ScheduleLoader, load_schedule
+from tvpower.schedule import SCENARIO_KEYS, Schedule, ScheduleLoader, load_schedule
 
 __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
 
-_KEYS = ("schedule", "start", "end", "timeline", "expect", "group_topics")
+_KEYS = ("schedule", *SCENARIO_KEYS)
+_SIMULATION_KEYS = ("start", "end", "group_topics")
 _CLIENT_ACTIONS = ("disconnect", "reconnect", "join")
 _EVENT_ACTIONS = ("cancel", "edit", "add")
 ACTIONS = (*_CLIENT_ACTIONS, "restart", *_EVENT_ACTIONS)
@@ -85,28 +86,37 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file and the schedule it names."""
+    """Read and check a scenario file and its schedule.
+
+    The schedule is the file itself (its schedule keys next to
+    ``simulation``, ``timeline`` and ``expect``), or the file that its
+    ``schedule`` key names, relative to the scenario.
+    """
     path = Path(path)
     document = _read(path)
-    _check_scenario_keys(document, path)
-    schedule_path = (path.parent / _text(document, "schedule", path, None)).resolve()
-    if not schedule_path.is_file():
-        raise ScheduleError(
-            str(path), f"no schedule file at {schedule_path}", field="schedule"
-        )
-    schedule = load_schedule(schedule_path)
-    raw_schedule = _read(schedule_path)
-    start = _instant(document.get("start"), path, None, "start")
-    end = _instant(document.get("end"), path, None, "end")
-    if end <= start:
-        raise ScheduleError(str(path), "expected end after start", field="end")
-    group_topics = document.get("group_topics", False)
-    if not isinstance(group_topics, bool):
+    if "schedule" in document:
+        _check_scenario_keys(document, path)
+        named = _text(document, "schedule", path, None)
+        schedule_path = (path.parent / named).resolve()
+        if not schedule_path.is_file():
+            raise ScheduleError(
+                str(path), f"no schedule file at {schedule_path}", field="schedule"
+            )
+        raw_schedule = _read(schedule_path)
+    else:
+        schedule_path, raw_schedule = path.resolve(), document
+    simulation = document.get("simulation")
+    if not isinstance(simulation, dict):
         raise ScheduleError(
             str(path),
-            f"expected true or false, got {group_topics!r}",
-            field="group_topics",
+            "expected a mapping with start and end, got "
+            f"{'nothing' if simulation is None else repr(simulation)}; "
+            "a schedule without it is not a scenario",
+            field="simulation",
         )
+    # Errors name the file as given when the scenario is its own schedule.
+    schedule = load_schedule(schedule_path if "schedule" in document else path)
+    start, end, group_topics = _simulation(simulation, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
     for index, action in enumerate(actions):
         if not start <= action.at < end:
@@ -121,13 +131,40 @@ def load_scenario(path: str | Path) -> Scenario:
         path=path,
         schedule_path=schedule_path,
         schedule=schedule,
-        document=raw_schedule,
+        document={k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS},
         start=start,
         end=end,
         actions=actions,
         expectations=expectations,
         group_topics=group_topics,
     )
+
+
+def _simulation(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime, bool]:
+    """The simulated span and options, from the ``simulation`` mapping."""
+    unknown = sorted(set(raw) - set(_SIMULATION_KEYS))
+    if unknown:
+        raise ScheduleError(
+            str(path),
+            f"unknown key; expected one of {', '.join(_SIMULATION_KEYS)}",
+            entry="simulation",
+            field=str(unknown[0]),
+        )
+    start = _instant(raw.get("start"), path, "simulation", "start")
+    end = _instant(raw.get("end"), path, "simulation", "end")
+    if end <= start:
+        raise ScheduleError(
+            str(path), "expected end after start", entry="simulation", field="end"
+        )
+    group_topics = raw.get("group_topics", False)
+    if not isinstance(group_topics, bool):
+        raise ScheduleError(
+            str(path),
+            f"expected true or false, got {group_topics!r}",
+            entry="simulation",
+            field="group_topics",
+        )
+    return start, end, group_topics
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -146,10 +183,14 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _check_scenario_keys(document: Mapping[str, Any], path: Path) -> None:
-    unknown = sorted(set(document) - set(_KEYS))
+    """A scenario that names its schedule file holds no schedule keys itself."""
+    unknown = sorted(set(document) - set(_KEYS), key=str)
     if unknown:
         raise ScheduleError(
-            str(path), f"expected only {', '.join(_KEYS)}", field=unknown[0]
+            str(path),
+            "unknown key next to 'schedule'; expected one of "
+            f"{', '.join(_KEYS)} (schedule keys belong in the schedule file)",
+            field=str(unknown[0]),
         )
 
 
