@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from tvpower.schedule import load_schedule
 from tvpower.sim import load_scenario, run_scenario, simulate
 from tvpower.sim.__main__ import main
-from tvpower.sim.fleet import Receipt
+from tvpower.sim.fleet import Receipt, SimClient
 from tvpower.sim.run import record
 from tvpower.sim.verify import (
     POWER_COLUMNS,
@@ -59,6 +60,7 @@ def test_every_required_scenario_ships() -> None:
         "makerspace-potsdam",
         "merge-gap",
         "midnight",
+        "publisher-outage",
         "publisher-restart",
         "school-chicago",
     } <= names
@@ -183,7 +185,7 @@ INLINE = (
             INLINE + "simulation: {start: 2026-03-02T08:00:00Z, "
             "end: 2026-03-02T11:00:00Z, speed: 2}\n",
             "simulation: field 'speed': unknown key; expected one of start, end, "
-            "group_topics",
+            "group_topics, expiry_policy, on_expiry",
         ),
         (
             INLINE.replace("end: 2026-03-02T10", "end: 2026-03-02T08")
@@ -285,3 +287,112 @@ def test_tables_can_be_written_as_parquet(
     from_csv = pd.read_csv(tmp_path / "csv" / "sim-broken-expectation-received.csv")
     assert len(received) == len(from_csv) > 0
     assert list(received.columns) == list(from_csv.columns)
+
+
+OUTAGE = ROOT / "scenarios" / "publisher-outage.yaml"
+
+
+async def test_without_the_window_policy_an_outage_darkens_the_tvs(
+    tmp_path: Path,
+) -> None:
+    text = OUTAGE.read_text().replace("expiry_policy: window", "expiry_policy: ttl")
+    scenario = tmp_path / "outage-ttl.yaml"
+    scenario.write_text(text.replace("schedules/lobby.yaml", str(LOBBY)))
+
+    result = await simulate(scenario)
+
+    # The last "on" before the 09:30 stop expires at 09:40 (ttl 600 s); the
+    # clients take that for "off" and switch off a grace (30 s) later.
+    dark = result.violations[result.violations["check"] == "on_window"]
+    off_at = pd.Timestamp("2026-03-02T09:40:30Z")
+    assert set(dark["client_id"]) == {"lobby-left", "lobby-right", "kiosk"}
+    assert (dark["at"] == off_at).all()
+    power = result.power[result.power["client_id"] == "lobby-left"]
+    assert power.loc[power["start"] == off_at, "power"].item() == "off"
+    # Started again at 10:10, the publisher switches them back on at once.
+    back_on = pd.Timestamp("2026-03-02T10:10:00Z")
+    assert power.loc[power["start"] == back_on, "power"].item() == "on"
+
+
+def _client(on_expiry: str) -> SimClient:
+    return SimClient("tv", "hall", present=True, since=T0, on_expiry=on_expiry)
+
+
+def _intent(state: str, issued: datetime, minutes: int) -> dict[str, Any]:
+    expires = issued + timedelta(minutes=minutes)
+    return {
+        "expires_at": expires.isoformat().replace("+00:00", "Z"),
+        "power": {"desired_state": state, "reason": "r", "grace_seconds": 30},
+    }
+
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("on_expiry", "after"), [("keep", "on"), ("off", "off")])
+def test_a_client_takes_an_expired_intent_as_its_setting_says(
+    on_expiry: str, after: str
+) -> None:
+    client = _client(on_expiry)
+    client.learn(_intent("on", T0, 10), own=True, now=T0)
+
+    deadline = client.deadline()
+    expiry = T0 + timedelta(minutes=10)
+    assert deadline == (expiry if on_expiry == "off" else None)
+    client.tick(expiry)
+    client.tick(expiry + timedelta(seconds=30))
+
+    assert client.power == after
+
+
+def test_a_client_prefers_its_own_intent_while_it_holds() -> None:
+    client = _client("keep")
+    client.learn(_intent("on", T0, 10), own=True, now=T0)
+    client.learn(_intent("off", T0, 60), own=False, now=T0)
+    assert client.off_at is None
+
+    # Its own expires: the group's "off" holds, and the TV goes off a grace later.
+    expiry = T0 + timedelta(minutes=10)
+    client.tick(expiry)
+    client.tick(expiry + timedelta(seconds=30))
+    assert client.power == "off"
+
+
+@pytest.mark.parametrize(
+    ("timeline", "message"),
+    [
+        (
+            "  - {at: 2026-03-02T09:00:00Z, start: publisher}\n",
+            "timeline[0]: field 'start': the publisher is already running then",
+        ),
+        (
+            "  - {at: 2026-03-02T09:00:00Z, stop: publisher}\n"
+            "  - {at: 2026-03-02T09:10:00Z, restart: publisher}\n",
+            "timeline[1]: field 'restart': the publisher is already stopped then",
+        ),
+        (
+            "  - {at: 2026-03-02T09:00:00Z, stop: broker}\n",
+            "timeline[0]: field 'stop': expected publisher (the broker can only "
+            "restart), got 'broker'",
+        ),
+    ],
+    ids=["start-running", "restart-stopped", "stop-broker"],
+)
+def test_publisher_stops_and_starts_must_alternate(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
+    timeline: str,
+    message: str,
+) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(
+        f"schedule: {LOBBY}\n"
+        "simulation: {start: 2026-03-02T08:30:00Z, end: 2026-03-02T10:00:00Z}\n"
+        "timeline:\n" + timeline
+    )
+
+    assert main([str(scenario)]) == 2
+    assert capsys.readouterr().err == (
+        f"python -m tvpower.sim: error: {scenario}: {message}\n"
+    )

@@ -8,7 +8,9 @@ intent of its topics, as a real client would.
 Each client behaves as a careful client of the contract: ``on`` at once,
 ``off`` only after ``grace_seconds`` unless a newer intent arrives in
 between, expired intents and other topics ignored, its own topic before its
-group's.
+group's while its own intent holds. When the intent it holds expires with
+nothing newer, it keeps the TV as it is, or, as some clients do, takes the
+expiry for ``off`` (``on_expiry``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ PREFIX = "infoscreen"
 _CLIENT_TOPIC = re.compile(rf"^{PREFIX}/([^/]+)/power/intent$")
 _GROUP_TOPIC = re.compile(rf"^{PREFIX}/groups/([^/]+)/power/intent$")
 FILTERS = (f"{PREFIX}/+/power/intent", f"{PREFIX}/groups/+/power/intent")
+#: How a receipt's ``problem`` begins when the intent had expired on arrival.
+EXPIRED = "expired on arrival"
 # How long a reconnecting client waits for the retained intents of its topics.
 RETAINED_WAIT_SECONDS = 3.0
 
@@ -85,6 +89,11 @@ class SimClient:
     own: dict[str, Any] | None = None
     group: dict[str, Any] | None = None
     segments: list[tuple[datetime, datetime, str]] = field(default_factory=list)
+    #: ``keep`` or ``off``: what an expired intent means (see the module).
+    on_expiry: str = "keep"
+    #: The intent in force, and when it expires.
+    held: dict[str, Any] | None = None
+    held_until: datetime | None = None
 
     def join(self, now: datetime) -> None:
         self.present = True
@@ -97,22 +106,53 @@ class SimClient:
             self.own = payload
         else:
             self.group = payload
-        intent = self.own or self.group
-        if intent is not payload:
-            return  # a group intent while the client's own one holds
+        if self._in_force(now) is payload:  # not a group's under an own one
+            self._apply(payload, now)
+
+    def deadline(self) -> datetime | None:
+        """The next instant this client acts on its own: grace out, or expiry."""
+        if self.off_at is not None:
+            return self.off_at
+        if self.on_expiry == "off" and self.power == "on":
+            return self.held_until
+        return None
+
+    def tick(self, now: datetime) -> None:
+        """Switch off if a grace has run out; fall back when an intent expires."""
+        if self.held_until is not None and self.held_until <= now:
+            expired, until = self.held, self.held_until
+            current = self._in_force(now)
+            if current is not None:
+                self._apply(current, now)
+            elif self.on_expiry == "off" and expired is not None:
+                self.held = self.held_until = None
+                self._off_after_grace(expired, until)
+            else:
+                self.held = self.held_until = None
+        if self.off_at is not None and self.off_at <= now:
+            self._switch("off", self.off_at)
+            self.off_at = None
+
+    def _in_force(self, now: datetime) -> dict[str, Any] | None:
+        """The client's own intent while it holds, else its group's."""
+        for intent in (self.own, self.group):
+            if intent is not None and _expires(intent) > now:
+                return intent
+        return None
+
+    def _apply(self, payload: dict[str, Any], now: datetime) -> None:
+        self.held, self.held_until = payload, _expires(payload)
         self.reason = payload["power"]["reason"]
         if payload["power"]["desired_state"] == "on":
             self.off_at = None
             self._switch("on", now)
-        elif self.power == "on" and self.off_at is None:
-            grace = timedelta(seconds=payload["power"]["grace_seconds"])
-            self.off_at = now + grace
+        else:
+            self._off_after_grace(payload, now)
 
-    def tick(self, now: datetime) -> None:
-        """Switch off if the grace after an ``off`` intent has run out."""
-        if self.off_at is not None and self.off_at <= now:
-            self._switch("off", self.off_at)
-            self.off_at = None
+    def _off_after_grace(self, payload: dict[str, Any], since: datetime) -> None:
+        if self.power == "on" and self.off_at is None:
+            grace = timedelta(seconds=payload["power"]["grace_seconds"])
+            self.off_at = since + grace
 
     def finish(self, end: datetime) -> None:
         if self.present and self.since is not None and self.since < end:
@@ -134,6 +174,7 @@ class Fleet:
 
     clients: dict[str, SimClient]
     clock: Clock
+    on_expiry: str = "keep"
     receipts: list[Receipt] = field(default_factory=list)
     # (topic, intent_id, issued_at) of every intent message that arrived.
     arrived: set[tuple[str, str, str]] = field(default_factory=set)
@@ -171,9 +212,13 @@ class Fleet:
                 own = _CLIENT_TOPIC.match(topic) is not None
                 client.learn(payload, own=own, now=now)
 
+    def __post_init__(self) -> None:
+        for client in self.clients.values():
+            client.on_expiry = self.on_expiry
+
     def next_deadline(self) -> datetime | None:
-        deadlines = [c.off_at for c in self.clients.values() if c.off_at is not None]
-        return min(deadlines, default=None)
+        deadlines = [c.deadline() for c in self.clients.values()]
+        return min((d for d in deadlines if d is not None), default=None)
 
     def tick(self) -> None:
         now = self.clock.now()
@@ -204,6 +249,10 @@ def _decode(body: bytes) -> tuple[dict[str, Any], str]:
     return payload, ""
 
 
+def _expires(payload: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(payload["expires_at"])
+
+
 def _timing_problem(payload: dict[str, Any], now: datetime) -> str:
     if not payload:
         return ""
@@ -212,7 +261,7 @@ def _timing_problem(payload: dict[str, Any], now: datetime) -> str:
             return f"{name} is not UTC with Z: {payload.get(name)!r}"
     expires = datetime.fromisoformat(payload["expires_at"])
     if expires <= now:
-        return f"expired on arrival: expires_at {payload['expires_at']}"
+        return f"{EXPIRED}: expires_at {payload['expires_at']}"
     return ""
 
 

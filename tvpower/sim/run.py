@@ -24,9 +24,10 @@ import yaml
 from tvpower.broker import EmbeddedBroker
 from tvpower.cli import JsonFormatter
 from tvpower.clock import SteppedClock
+from tvpower.errors import ScheduleError
 from tvpower.mqtt import MqttPublisher, parse_broker_url
 from tvpower.publisher import IntentSink, Publisher, PublisherOptions
-from tvpower.schedule import Schedule
+from tvpower.schedule import Schedule, load_schedule
 from tvpower.sim.fleet import Fleet, FleetSubscriber, Receipt, SimClient, fetch_retained
 from tvpower.sim.scenario import Action, Scenario
 from tvpower.watch import reload_schedule
@@ -129,7 +130,7 @@ class Simulation:
             )
             for c in scenario.schedule.clients.values()
         }
-        self.fleet = Fleet(clients, self.clock)
+        self.fleet = Fleet(clients, self.clock, on_expiry=scenario.on_expiry)
         self.subscriber = FleetSubscriber(self.fleet)
         self.document: dict[str, Any] = copy.deepcopy(dict(scenario.document))
         self.versions: list[tuple[datetime, Schedule]] = [
@@ -209,6 +210,11 @@ class Simulation:
             await self._settle(since)
         elif action.kind == "restart":
             await self._restart_broker()
+        elif action.kind == "stop":
+            await self._stop_publisher()
+            await self._settle(None)
+        elif action.kind == "start":
+            await self._start_publisher()
         else:
             await self._edit(action)
 
@@ -255,8 +261,13 @@ class Simulation:
         path = self.workdir / f"schedule-{self._edits}.yaml"
         path.write_text(yaml.safe_dump(self._absolute_calendars(), sort_keys=False))
         since = self.clock.sleeps
-        assert self.publisher is not None
-        if reload_schedule(path, self.publisher):
+        if self.publisher is None:
+            # Stopped: the edit is in force when the publisher starts again.
+            try:
+                self.versions.append((self.clock.now(), load_schedule(path)))
+            except ScheduleError as error:
+                self._problem("edit", None, f"{action.kind} {action.target}: {error}")
+        elif reload_schedule(path, self.publisher):
             self.versions.append((self.clock.now(), self.publisher.schedule))
             await self._settle(since)
         else:
@@ -280,7 +291,10 @@ class Simulation:
     async def _start_publisher(self) -> None:
         self._restarts += 1
         schedule = self.versions[-1][1]
-        options = PublisherOptions(group_topics=self.scenario.group_topics)
+        options = PublisherOptions(
+            group_topics=self.scenario.group_topics,
+            expiry=self.scenario.expiry_policy,
+        )
         self.publisher = Publisher(schedule, self.clock, options=options)
         self._stop = asyncio.Event()
         client_id = f"sim-publisher-{self._restarts}"
@@ -310,6 +324,7 @@ class Simulation:
         except TimeoutError:
             self._problem("harness", None, "publisher did not stop in time")
         self.sink = None
+        self.publisher = None
 
     async def _settle(self, since: int | None) -> None:
         """Wait until quiet (bounded); ``since``: a new sleep must have begun."""
@@ -322,6 +337,8 @@ class Simulation:
         self._problem("harness", None, f"no quiet within {_SETTLE_SECONDS:g} s")
 
     def _quiet(self, since: int | None) -> bool:
+        if self._serving is None:  # the publisher is stopped
+            return self._all_arrived()
         sink = self.sink
         return (
             sink is not None

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from tvpower.errors import ScheduleError
+from tvpower.publisher import ExpiryPolicy
 
 # The schedule loader keeps times as strings and "off" as a string: the
 # scenario and the schedule data it edits must read the same way.
@@ -24,11 +25,16 @@ from tvpower.schedule import SCENARIO_KEYS, Schedule, ScheduleLoader, load_sched
 __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
 
 _KEYS = ("schedule", *SCENARIO_KEYS)
-_SIMULATION_KEYS = ("start", "end", "group_topics")
+_SIMULATION_KEYS = ("start", "end", "group_topics", "expiry_policy", "on_expiry")
 _CLIENT_ACTIONS = ("disconnect", "reconnect", "join")
 _EVENT_ACTIONS = ("cancel", "edit", "add")
-ACTIONS = (*_CLIENT_ACTIONS, "restart", *_EVENT_ACTIONS)
+ACTIONS = (*_CLIENT_ACTIONS, "restart", "stop", "start", *_EVENT_ACTIONS)
 RESTARTABLE = ("publisher", "broker")
+#: The publisher's expiry policies (``--expiry-policy``).
+EXPIRY_POLICIES = ("ttl", "window")
+#: What a client does when the intent it holds expires with nothing newer:
+#: ``keep`` the TV as it is, or switch it ``off`` after its grace.
+ON_EXPIRY = ("keep", "off")
 STATES = ("on", "off")
 
 
@@ -69,6 +75,8 @@ class Scenario:
     actions: tuple[Action, ...]
     expectations: tuple[Expectation, ...]
     group_topics: bool
+    expiry_policy: ExpiryPolicy = "ttl"
+    on_expiry: str = "keep"
 
     @property
     def name(self) -> str:
@@ -78,6 +86,14 @@ class Scenario:
     def edits(self) -> bool:
         """Whether the schedule changes during the run."""
         return any(a.kind in _EVENT_ACTIONS for a in self.actions)
+
+    @property
+    def outages(self) -> tuple[tuple[datetime, datetime], ...]:
+        """When the publisher is stopped: ``[stop, start)``, the last to the end."""
+        stops = [a.at for a in self.actions if a.kind == "stop"]
+        starts = [a.at for a in self.actions if a.kind == "start"]
+        starts += [self.end] * (len(stops) - len(starts))
+        return tuple(zip(stops, starts, strict=True))
 
     @property
     def joining(self) -> frozenset[str]:
@@ -116,7 +132,7 @@ def load_scenario(path: str | Path) -> Scenario:
         )
     # Errors name the file as given when the scenario is its own schedule.
     schedule = load_schedule(schedule_path if "schedule" in document else path)
-    start, end, group_topics = _simulation(simulation, path)
+    start, end = _span(simulation, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
     for index, action in enumerate(actions):
         if not start <= action.at < end:
@@ -136,13 +152,15 @@ def load_scenario(path: str | Path) -> Scenario:
         end=end,
         actions=actions,
         expectations=expectations,
-        group_topics=group_topics,
+        group_topics=_choice(simulation, "group_topics", (False, True), path),
+        expiry_policy=_choice(simulation, "expiry_policy", EXPIRY_POLICIES, path),
+        on_expiry=_choice(simulation, "on_expiry", ON_EXPIRY, path),
     )
 
 
-def _simulation(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime, bool]:
-    """The simulated span and options, from the ``simulation`` mapping."""
-    unknown = sorted(set(raw) - set(_SIMULATION_KEYS))
+def _span(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime]:
+    """The simulated span, from the ``simulation`` mapping."""
+    unknown = sorted(set(raw) - set(_SIMULATION_KEYS), key=str)
     if unknown:
         raise ScheduleError(
             str(path),
@@ -156,15 +174,23 @@ def _simulation(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime,
         raise ScheduleError(
             str(path), "expected end after start", entry="simulation", field="end"
         )
-    group_topics = raw.get("group_topics", False)
-    if not isinstance(group_topics, bool):
+    return start, end
+
+
+def _choice(
+    raw: Mapping[str, Any], key: str, choices: tuple[Any, ...], path: Path
+) -> Any:
+    """A ``simulation`` setting: one of ``choices``, by default the first."""
+    value = raw.get(key, choices[0])
+    if value not in choices or type(value) is not type(choices[0]):
+        words = " or ".join(str(c).lower() for c in choices)
         raise ScheduleError(
             str(path),
-            f"expected true or false, got {group_topics!r}",
+            f"expected {words}, got {value!r}",
             entry="simulation",
-            field="group_topics",
+            field=key,
         )
-    return start, end, group_topics
+    return value
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -234,6 +260,7 @@ def _actions(
     known_events = set(events)
     actions = []
     previous: datetime | None = None
+    running = True
     for index, raw in enumerate(_list(value, path, "timeline")):
         entry = f"timeline[{index}]"
         action = _action(raw, path, entry, schedule, known_events)
@@ -244,6 +271,17 @@ def _actions(
                 entry=entry,
                 field="at",
             )
+        if action.target == "publisher":
+            needs = action.kind != "start"
+            if running != needs:
+                state = "running" if running else "stopped"
+                raise ScheduleError(
+                    str(path),
+                    f"the publisher is already {state} then",
+                    entry=entry,
+                    field=action.kind,
+                )
+            running = action.kind != "stop"
         previous = action.at
         actions.append(action)
     return tuple(actions)
@@ -272,6 +310,17 @@ def _action(
             raise ScheduleError(
                 str(path),
                 f"expected publisher or broker, got {value!r}",
+                entry=entry,
+                field=kind,
+            )
+        return Action(at, kind, value, {})
+    if kind in ("stop", "start"):
+        # The broker only restarts: a publisher facing a dead broker backs
+        # off in real seconds, which a stepped clock cannot skip.
+        if value != "publisher":
+            raise ScheduleError(
+                str(path),
+                f"expected publisher (the broker can only restart), got {value!r}",
                 entry=entry,
                 field=kind,
             )

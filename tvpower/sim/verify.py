@@ -8,6 +8,12 @@ at once from the retained intent. ``payload``: every intent is
 schema-valid, in UTC with ``Z``, and not expired on arrival. ``audit``: the
 publisher's log, rebuilt by :mod:`tvpower.audit`, matches the engine (runs
 without edits only). ``expect``: the scenario's own statements.
+
+While the scenario has the publisher stopped, nobody keeps the retained
+intents fresh: a client that (re)connects then may find one expired, and
+the log has nothing to rebuild. ``retained``, the expiry part of
+``payload`` and ``audit`` leave those stretches out; ``on_window`` does not,
+so an outage that darkens a TV inside its window is a violation.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pandas as pd
 
 from tvpower.audit import compare, read_publish_log, rebuild
 from tvpower.engine import compute_timeline
-from tvpower.sim.fleet import Receipt
+from tvpower.sim.fleet import EXPIRED, Receipt
 from tvpower.sim.run import Recording, Violation
 from tvpower.sim.scenario import Expectation
 
@@ -127,7 +133,7 @@ def verify(recording: Recording) -> Verdict:
     rows: list[Violation] = list(recording.problems)
     rows += _off_in_window(recording, engine)
     rows += _retained(recording, engine)
-    rows += _payloads(recording.receipts)
+    rows += _payloads(recording)
     if not recording.scenario.edits:
         rows += _audit(recording, engine)
     for expectation in recording.scenario.expectations:
@@ -187,6 +193,8 @@ def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
     rows: list[Violation] = []
     for reconnect in recording.reconnects:
         client_id, at = reconnect.client_id, reconnect.at
+        if _publisher_stopped(recording, at):
+            continue
         if reconnect.learned == 0:
             detail = f"{reconnect.kind}: no retained intent arrived"
             rows.append(("retained", client_id, at, detail))
@@ -211,12 +219,17 @@ def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
     return rows
 
 
-def _payloads(receipts: list[Receipt]) -> list[Violation]:
+def _payloads(recording: Recording) -> list[Violation]:
     return [
         ("payload", r.client_id, r.at, f"{r.topic}: {r.problem}")
-        for r in receipts
+        for r in recording.receipts
         if not r.valid
+        and not (r.problem.startswith(EXPIRED) and _publisher_stopped(recording, r.at))
     ]
+
+
+def _publisher_stopped(recording: Recording, at: datetime) -> bool:
+    return any(lo <= at < hi for lo, hi in recording.scenario.outages)
 
 
 def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
@@ -228,6 +241,9 @@ def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
     # refreshes every intent at half its lifetime, so that is not long ago.
     log_end = int(records["issued_at"].max())
     lo, hi = engine.span
+    outages = [(_ns(a), _ns(b)) for a, b in recording.scenario.outages]
+    if outages and outages[-1][1] >= hi:
+        hi = outages.pop()[0]  # stopped to the end: the log ends at the stop
     refresh_ns = recording.scenario.schedule.ttl_seconds * NS // 2
     rows: list[Violation] = []
     if hi - log_end > refresh_ns:
@@ -236,7 +252,19 @@ def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
     if log_end <= lo:
         return rows
     expected = engine.versions[0][1]
-    differences = compare(rebuilt, expected, span=(lo, log_end))
+    # The stretches the publisher ran, each from a (re)start that publishes
+    # everything again.
+    bounds = [lo, *(t for outage in outages for t in outage), log_end]
+    stretches = [
+        (start, end)
+        for start, end in zip(bounds[::2], bounds[1::2], strict=True)
+        if start < end
+    ]
+    if not stretches:
+        return rows
+    differences = pd.concat(
+        [compare(rebuilt, expected, span=stretch) for stretch in stretches]
+    )
     return rows + [
         (
             "audit",
