@@ -200,8 +200,36 @@ INLINE = (
             "schedule, expect, simulation, timeline (schedule keys belong in the "
             "schedule file)",
         ),
+        (
+            INLINE + "simulation: {start: 2026-03-01T00:00:00Z, "
+            "end: 2026-06-01T12:00:00Z}\n",
+            "simulation: field 'end': expected a span of at most 62 days, got 92.5",
+        ),
+        (
+            INLINE + "simulation: {start: 1969-12-31T00:00:00Z, "
+            "end: 2026-03-02T11:00:00Z}\n",
+            "simulation: field 'start': expected an instant from 1970 to 2200, got "
+            "1969-12-31T00:00:00+00:00",
+        ),
+        (
+            INLINE + "simulation: {start: 2026-03-02T08:00:00Z, "
+            "end: 2026-03-02T11:00:00Z}\n"
+            "expect:\n  - {client: tv, no_off_between: "
+            "[2026-03-02T09:00:00Z, 2026-03-02T12:00:00Z]}\n",
+            "expect[0]: field 'no_off_between': expected an instant inside the "
+            "simulation, from 2026-03-02T08:00:00+00:00 to 2026-03-02T11:00:00+00:00, "
+            "got 2026-03-02T12:00:00+00:00",
+        ),
     ],
-    ids=["plain-schedule", "unknown-simulation-key", "bad-inline-event", "mixed"],
+    ids=[
+        "plain-schedule",
+        "unknown-simulation-key",
+        "bad-inline-event",
+        "mixed",
+        "span-too-long",
+        "before-1970",
+        "expectation-outside",
+    ],
 )
 def test_a_scenario_file_that_is_not_one_exits_2_in_one_line(
     tmp_path: Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from tvpower.publisher import ExpiryPolicy
 
 # The schedule loader keeps times as strings and "off" as a string: the
 # scenario and the schedule data it edits must read the same way.
-from tvpower.schedule import SCENARIO_KEYS, Schedule, ScheduleLoader, load_schedule
+from tvpower.schedule import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    SCENARIO_KEYS,
+    Schedule,
+    ScheduleLoader,
+    load_schedule,
+)
 
 __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
 
@@ -35,6 +42,9 @@ EXPIRY_POLICIES = ("ttl", "window")
 #: What a client does when the intent it holds expires with nothing newer:
 #: ``keep`` the TV as it is, or switch it ``off`` after its grace.
 ON_EXPIRY = ("keep", "off")
+#: The longest simulated span: the stepped clock stops at every refresh
+#: (half the TTL), and a run takes a bounded number of steps.
+MAX_SPAN = timedelta(days=62)
 STATES = ("on", "off")
 
 
@@ -143,6 +153,8 @@ def load_scenario(path: str | Path) -> Scenario:
                 field="at",
             )
     expectations = _expectations(document.get("expect", []), path, schedule)
+    for expectation in expectations:
+        _check_inside(expectation, start, end, path)
     return Scenario(
         path=path,
         schedule_path=schedule_path,
@@ -174,7 +186,44 @@ def _span(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime]:
         raise ScheduleError(
             str(path), "expected end after start", entry="simulation", field="end"
         )
+    for field, instant in (("start", start), ("end", end)):
+        if not EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
+            raise ScheduleError(
+                str(path),
+                f"expected an instant from {EARLIEST_INSTANT.year} to "
+                f"{LATEST_INSTANT.year}, got {instant.isoformat()}",
+                entry="simulation",
+                field=field,
+            )
+    if end - start > MAX_SPAN:
+        raise ScheduleError(
+            str(path),
+            f"expected a span of at most {MAX_SPAN.days} days, "
+            f"got {(end - start) / timedelta(days=1):g}",
+            entry="simulation",
+            field="end",
+        )
     return start, end
+
+
+def _check_inside(
+    expectation: Expectation, start: datetime, end: datetime, path: Path
+) -> None:
+    """An expectation speaks of instants the run simulates."""
+    if expectation.at is not None:
+        instants = [("at", expectation.at)]
+    else:
+        assert expectation.no_off_between is not None
+        instants = [("no_off_between", t) for t in expectation.no_off_between]
+    for field, instant in instants:
+        if not start <= instant <= end:
+            raise ScheduleError(
+                str(path),
+                "expected an instant inside the simulation, from "
+                f"{start.isoformat()} to {end.isoformat()}, got {instant.isoformat()}",
+                entry=expectation.entry,
+                field=field,
+            )
 
 
 def _choice(
