@@ -22,8 +22,10 @@ How a timeline is made:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +63,10 @@ REASONS = (
 )
 _DESIRED_STATE = np.array(["off", "on", "on", "off"], dtype=object)
 _REASON = np.array(REASONS, dtype=object)
+# The same typed as columns once: pandas would infer ``str`` from the
+# objects on every call to :meth:`Timeline.at`, at more than the lookup costs.
+_DESIRED_STATE_COLUMN = pd.Series(_DESIRED_STATE, copy=False).array
+_REASON_COLUMN = pd.Series(_REASON, copy=False).array
 
 # Spans (each side of the instant) tried by timeline_around, until the
 # segment at the instant lies inside the computed range.
@@ -113,30 +119,74 @@ class Timeline:
         ``desired_state``, ``reason``, ``window_start``, ``window_end``,
         ``start_known``, ``end_known``; index ``client_id``.
         """
-        return self._at(self.clients, instant)
+        return self._at(self._client_blocks, instant)
 
     def groups_at(self, instant: int) -> pd.DataFrame:
         """Each group's own segment at ``instant``: its events, no overrides.
 
         The columns of :meth:`at`; index ``group_id``.
         """
-        return self._at(self.groups, instant)
+        return self._at(self._group_blocks, instant)
 
-    def _at(self, members: pd.DataFrame, instant: int) -> pd.DataFrame:
+    def _at(self, members: _Blocks, instant: int) -> pd.DataFrame:
         if not self.start <= instant < self.end:
             raise ValueError(f"instant {instant} outside the timeline")
-        seg = self.segments
-        current = seg[(seg["start"] <= instant) & (seg["end"] > instant)]
-        rows = current.set_index("profile").reindex(members["profile"])
-        described = self._describe(rows.reset_index(drop=True), members)
-        described.index.name = members.index.name
+        seg = self._arrays
+        rows = self._rows_at(members, instant)
+
+        start, end, code = seg.start[rows], seg.end[rows], seg.code[rows]
+        start_known = start > self.start
         if self.origin:
             # Off since the earliest instant: a start that never moves, so
             # that intent ids do not depend on how far back the engine looked.
-            from_origin = ~described["start_known"]
-            described.loc[from_origin, "start"] = _EARLIEST_NS
-            described["start_known"] = True
-        return described
+            start = np.where(start_known, start, _EARLIEST_NS)
+            start_known = np.ones(len(rows), dtype=bool)
+        return pd.DataFrame(
+            {
+                "group_id": members.group_id,
+                "grace_seconds": members.grace_seconds,
+                "start": start,
+                "end": end,
+                "desired_state": _labels(_DESIRED_STATE_COLUMN, code),
+                "reason": _labels(_REASON_COLUMN, code),
+                "window_start": seg.window_start[rows],
+                "window_end": seg.window_end[rows],
+                "start_known": start_known,
+                "end_known": end < self.end,
+            },
+            # A new Index on the same data: a caller may rename its own.
+            index=members.ids.copy(),
+        )
+
+    def _rows_at(self, members: _Blocks, instant: int) -> Int64Array:
+        """The row of ``_arrays`` of each member's segment at ``instant``."""
+        seg = self._arrays
+        rows = _last_starting_by(seg.start, members.first, members.stop, instant)
+        found = (rows >= members.first) & (seg.end.take(rows, mode="clip") > instant)
+        if not found.all():
+            raise ValueError(f"a profile has no segment at instant {instant}")
+        return rows
+
+    @cached_property
+    def _arrays(self) -> _Segments:
+        """The segments as arrays, sorted by profile, then start."""
+        columns = {
+            name: self.segments[name].to_numpy(dtype=np.int64)
+            for name in (f.name for f in fields(_Segments))
+        }
+        profile, start = columns["profile"], columns["start"]
+        if not _sorted_by(profile, start):
+            order = _order_by(profile, start)
+            columns = {name: values[order] for name, values in columns.items()}
+        return _Segments(**columns)
+
+    @cached_property
+    def _client_blocks(self) -> _Blocks:
+        return _blocks(self.clients, self._arrays.profile)
+
+    @cached_property
+    def _group_blocks(self) -> _Blocks:
+        return _blocks(self.groups, self._arrays.profile)
 
     def client_segments(self, start: int, end: int) -> pd.DataFrame:
         """Every client's segments clipped to ``[start, end)``, in CSV order."""
@@ -170,6 +220,84 @@ class Timeline:
         out["start_known"] = out["start"] > self.start
         out["end_known"] = out["end"] < self.end
         return out
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """A timeline's segments as arrays, sorted by profile, then start."""
+
+    profile: Int64Array
+    start: Int64Array
+    end: Int64Array
+    code: Int64Array
+    window_start: Int64Array
+    window_end: Int64Array
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Clients or groups, typed as :meth:`Timeline.at` returns them; each
+    one's segments are the rows ``[first, stop)`` of ``Timeline._arrays``.
+    """
+
+    ids: pd.Index
+    group_id: Any
+    grace_seconds: Any
+    first: Int64Array
+    stop: Int64Array
+
+
+def _blocks(members: pd.DataFrame, profile: Int64Array) -> _Blocks:
+    """Where each member's profile lies among segments sorted by profile."""
+    theirs = members["profile"].to_numpy(dtype=np.int64)
+    return _Blocks(
+        ids=pd.Index(members.index.to_numpy(), name=members.index.name),
+        group_id=_column(members["group_id"].to_numpy()),
+        grace_seconds=_column(members["grace_seconds"].to_numpy()),
+        first=np.searchsorted(profile, theirs, side="left").astype(np.int64),
+        stop=np.searchsorted(profile, theirs, side="right").astype(np.int64),
+    )
+
+
+def _column(values: npt.NDArray[Any]) -> Any:
+    """``values`` typed as a DataFrame column of them is (``str`` for strings)."""
+    return pd.Series(values, copy=False).array
+
+
+def _labels(names: Any, code: Int64Array) -> Any:
+    """``names[code]``, typed as pandas infers a column of them."""
+    if len(code) == 0:
+        # pandas infers ``str`` only from a string; with none, ``object``.
+        return np.empty(0, dtype=object)
+    return names.take(code)
+
+
+def _sorted_by(profile: Int64Array, time: Int64Array) -> bool:
+    """Whether rows are sorted by profile, then time."""
+    later = (profile[1:] > profile[:-1]) | (
+        (profile[1:] == profile[:-1]) & (time[1:] >= time[:-1])
+    )
+    return bool(later.all())
+
+
+def _last_starting_by(
+    start: Int64Array, first: Int64Array, stop: Int64Array, instant: int
+) -> Int64Array:
+    """In each block ``[first, stop)`` of sorted ``start``, the last row that
+    starts at or before ``instant``; ``first - 1`` where none does.
+
+    A binary search of every block at once: as many steps as the longest
+    block has bits, however many blocks there are.
+    """
+    low, high = first, stop
+    while True:
+        open_ = low < high
+        if not open_.any():
+            return low - 1
+        middle = (low + high) // 2
+        before = open_ & (start.take(middle, mode="clip") <= instant)
+        low = np.where(before, middle + 1, low)
+        high = np.where(open_ & ~before, middle, high)
 
 
 def fleet_of(schedule: Schedule) -> Fleet:
