@@ -157,6 +157,7 @@ class Publisher:
         self.metrics = metrics or Metrics()
         self.schedule = schedule
         self._timeline: Timeline | None = None
+        self._widest: Timeline | None = None
         self._acknowledged: dict[str, _Delivered] = {}
         self._meaning: dict[str, str] = {}
         self._attempts: dict[str, int] = {}
@@ -191,12 +192,12 @@ class Publisher:
             for c, intent in intents_from(clients).items()
             if self.options.selection.includes_client(c, intent.group_id)
         }
-        ends = [clients["end"]]
+        ends = [clients["end"].to_numpy()]
         if self.options.group_topics:
             for g, intent in intents_from(groups, groups=True).items():
                 if self.options.selection.includes_group(g):
                     intents[group_topic(self.topic_prefix, g)] = intent
-            ends.append(groups["end"])
+            ends.append(groups["end"].to_numpy())
         next_change = min((int(e.min()) for e in ends if len(e)), default=None)
         if next_change is None:
             return intents, now + self.ttl
@@ -279,10 +280,15 @@ class Publisher:
         timeline = self._timeline
         if timeline is not None and timeline.start <= instant < timeline.end:
             clients, groups = timeline.at(instant), timeline.groups_at(instant)
-            if _certain(clients) and _certain(groups):
+            if timeline is self._widest or (_certain(clients) and _certain(groups)):
                 return clients, groups
-        self._timeline = timeline_around(self.schedule, now)
-        return self._timeline.at(instant), self._timeline.groups_at(instant)
+        timeline = self._timeline = timeline_around(self.schedule, now)
+        clients, groups = timeline.at(instant), timeline.groups_at(instant)
+        # timeline_around leaves a client uncertain only at its widest span.
+        # Computing that again, while the instant stays inside it, learns
+        # nothing more and costs years of occurrences on every reconcile.
+        self._widest = None if _certain(clients) else timeline
+        return clients, groups
 
     def _is_due(self, topic: str, intent: Intent, now: datetime) -> bool:
         delivered = self._acknowledged.get(topic)
@@ -429,8 +435,9 @@ def _check_connected(sink: IntentSink | None) -> None:
 
 def _certain(current: pd.DataFrame) -> bool:
     """Whether every segment at the instant lies inside the computed range."""
-    on = current["desired_state"] == "on"
-    return bool((current["start_known"] & (current["end_known"] | ~on)).all())
+    on = current["desired_state"].to_numpy() == "on"
+    end_known = current["end_known"].to_numpy() | ~on
+    return bool((current["start_known"].to_numpy() & end_known).all())
 
 
 def _log_attempt(
