@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tvpower.engine import NS, REASONS, Timeline, build_timeline
+from tvpower.schedule import EARLIEST_INSTANT
 
 from .strategies import OUTER, ClientSpec, Occurrence, Scenario, scenarios
 
@@ -268,6 +271,75 @@ def test_at_refuses_instants_outside_the_range(scenario: Scenario) -> None:
     for instant in (timeline.start - 1, timeline.end):
         with pytest.raises(ValueError, match="outside the timeline"):
             timeline.at(instant)
+
+
+def groups_frame(scenario: Scenario) -> pd.DataFrame:
+    """The scenario's groups as a timeline holds them: profiles as fleet_of's."""
+    ids = sorted(g.id for g in scenario.groups)
+    return pd.DataFrame(
+        {
+            "group_id": ids,
+            "profile": list(range(len(ids))),
+            "grace_seconds": [60 + i for i in range(len(ids))],
+        },
+        index=pd.Index(ids, name="group_id"),
+    )
+
+
+def looked_up(timeline: Timeline, members: pd.DataFrame, instant: int) -> pd.DataFrame:
+    """Each member's segment at ``instant``, by a plain pandas lookup."""
+    seg = timeline.segments
+    current = seg[(seg["start"] <= instant) & (instant < seg["end"])]
+    rows = current.set_index("profile").loc[members["profile"]]
+    on = rows["code"].isin(ON_CODES).to_numpy()
+    start = rows["start"].to_numpy()
+    start_known = start > timeline.start
+    if timeline.origin:
+        start = np.where(start_known, start, int(EARLIEST_INSTANT.timestamp()) * NS)
+        start_known[:] = True
+    return pd.DataFrame(
+        {
+            "group_id": members["group_id"].to_numpy(),
+            "grace_seconds": members["grace_seconds"].to_numpy(),
+            "start": start,
+            "end": rows["end"].to_numpy(),
+            "desired_state": np.where(on, "on", "off").astype(object),
+            "reason": np.array(REASONS, dtype=object)[rows["code"].to_numpy()],
+            "window_start": rows["window_start"].to_numpy(),
+            "window_end": rows["window_end"].to_numpy(),
+            "start_known": start_known,
+            "end_known": rows["end"].to_numpy() < timeline.end,
+        },
+        index=pd.Index(members.index.to_numpy(), name=members.index.name),
+    )
+
+
+@PROPERTY
+@given(scenarios(), st.data(), st.booleans())
+def test_at_is_a_plain_lookup_of_the_segments(
+    scenario: Scenario, data: st.DataObject, origin: bool
+) -> None:
+    built = scenario.timeline()
+    order = data.draw(st.permutations(range(len(built.segments))), label="order")
+    # With no groups, the empty frame the engine itself makes for them.
+    groups = groups_frame(scenario) if scenario.groups else built.groups
+    timeline = replace(
+        built, segments=built.segments.iloc[order], groups=groups, origin=origin
+    )
+    instant = data.draw(instants(timeline, timeline.start, timeline.end), label="t")
+
+    clients, groups = timeline.at(instant), timeline.groups_at(instant)
+
+    pd.testing.assert_frame_equal(
+        clients, looked_up(timeline, timeline.clients, instant)
+    )
+    pd.testing.assert_frame_equal(groups, looked_up(timeline, timeline.groups, instant))
+    # A result is the caller's own: changing it changes no later answer.
+    clients.index.name = "renamed"
+    clients.loc[:, "grace_seconds"] = 0
+    pd.testing.assert_frame_equal(
+        timeline.at(instant), looked_up(timeline, timeline.clients, instant)
+    )
 
 
 @PROPERTY
