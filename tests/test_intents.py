@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tvpower.intents import Intent, encode, intent_schema, validate_payload
+from tvpower.intents import (
+    Intent,
+    encode,
+    intent_schema,
+    schema_problem,
+    validate_payload,
+)
 
 ISSUED = datetime(2019, 3, 5, 17, 59, 50, tzinfo=UTC)
 
@@ -131,3 +137,76 @@ def test_every_payload_is_schema_valid(state: str, seconds: int, ttl: int) -> No
     assert (
         payload["expires_at"] > payload["issued_at"] or len(payload["issued_at"]) != 20
     )
+
+
+# Parts of a payload as a sender might get them wrong: each replaces one
+# top-level field, or one field of "power" or "target".
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_SAMPLES = st.sampled_from(
+    [
+        "2019-03-05T17:59:50Z",
+        "2019-03-05T17:59:50+00:00",
+        "on",
+        "off",
+        "standby",
+        "machbar",
+        "a/b",
+        "",
+        30,
+        -1,
+        None,
+        {},
+        {"client_id": "x"},
+        {"start": "2019-03-05T13:00:00Z", "end": "2019-03-05T20:00:00Z"},
+    ]
+)
+
+
+@given(
+    base=st.sampled_from([ON, OFF]),
+    where=st.sampled_from([None, "power", "target"]),
+    key=st.sampled_from(
+        [
+            "schema_version",
+            "intent_id",
+            "issued_at",
+            "expires_at",
+            "target",
+            "power",
+            "event_window",
+            "desired_state",
+            "reason",
+            "grace_seconds",
+            "client_id",
+            "group_id",
+            "extra",
+        ]
+    ),
+    value=_SAMPLES | _JSON,
+    drop=st.booleans(),
+)
+def test_the_fast_check_agrees_with_the_reference_validator(
+    base: Intent, where: str | None, key: str, value: object, drop: bool
+) -> None:
+    payload = base.payload(ISSUED, 600)
+    part = payload if where is None else dict(payload[where])
+    if drop:
+        part.pop(key, None)
+    else:
+        part[key] = value
+    if where is not None:
+        payload[where] = part
+
+    try:
+        validate_payload(payload)
+    except jsonschema.ValidationError:
+        assert schema_problem(payload) != ""
+    else:
+        assert schema_problem(payload) == ""

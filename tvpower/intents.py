@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import numpy as np
 import pandas as pd
 
@@ -28,6 +29,7 @@ __all__ = [
     "format_instant",
     "intent_schema",
     "intents_from",
+    "schema_problem",
     "validate_payload",
 ]
 
@@ -186,6 +188,23 @@ def _validator() -> jsonschema.Draft202012Validator:
 def validate_payload(payload: Any) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``payload`` is a valid v1 intent."""
     _validator().validate(payload)
+
+
+@cache
+def _fast_validator() -> Any:
+    return jsonschema_rs.validator_for(intent_schema())
+
+
+def schema_problem(payload: Any) -> str:
+    """What makes ``payload`` an invalid v1 intent, or "" if it is valid.
+
+    The same schema as :func:`validate_payload`, checked by jsonschema-rs,
+    a few hundred times faster: for checking every message of a simulation.
+    """
+    validator = _fast_validator()
+    if validator.is_valid(payload):
+        return ""
+    return str(next(iter(validator.iter_errors(payload))).message)
 
 
 def _format_ns(values: np.ndarray[Any, Any]) -> list[str]:

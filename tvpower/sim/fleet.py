@@ -25,10 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aiomqtt
-import jsonschema
 
 from tvpower.clock import Clock
-from tvpower.intents import validate_payload
+from tvpower.intents import schema_problem
 
 __all__ = ["Fleet", "FleetSubscriber", "Receipt", "SimClient", "fetch_retained"]
 
@@ -242,10 +241,9 @@ def _decode(body: bytes) -> tuple[dict[str, Any], str]:
         payload = json.loads(body)
     except ValueError as exc:
         return {}, f"not JSON: {exc}"
-    try:
-        validate_payload(payload)
-    except jsonschema.ValidationError as exc:
-        return payload if isinstance(payload, dict) else {}, f"schema: {exc.message}"
+    problem = schema_problem(payload)
+    if problem:
+        return payload if isinstance(payload, dict) else {}, f"schema: {problem}"
     return payload, ""
 
 
