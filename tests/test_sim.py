@@ -427,3 +427,12 @@ def test_publisher_stops_and_starts_must_alternate(
     assert capsys.readouterr().err == (
         f"python -m tvpower.sim: error: {scenario}: {message}\n"
     )
+
+
+def test_a_client_falls_back_to_its_group_when_its_own_intent_expires() -> None:
+    client = _client("keep")
+    client.learn(_intent("on", T0, 10), own=True, now=T0)
+    client.learn(_intent("off", T0, 60), own=False, now=T0)
+
+    # The run steps to the instant the client's own intent expires.
+    assert client.deadline() == T0 + timedelta(minutes=10)

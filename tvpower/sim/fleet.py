@@ -114,6 +114,8 @@ class SimClient:
             return self.off_at
         if self.on_expiry == "off" and self.power == "on":
             return self.held_until
+        if self.held is self.own and self.group is not None:
+            return self.held_until  # the group's intent takes over then
         return None
 
     def tick(self, now: datetime) -> None:
