@@ -310,6 +310,25 @@ def test_an_intent_that_expired_before_the_next_publish_leaves_a_gap(
     ]
 
 
+def test_a_stopped_record_ends_the_log_where_the_publisher_stopped(
+    evening: tuple[str, ...],
+) -> None:
+    # The publisher stopped at 20:02:30, before any refresh of the 20:00 "off".
+    cut = _without(evening, lambda r: r.get("issued_at", "") > "2019-03-05T20:00:00Z")
+    stopped = {"event": "stopped", "client_id": "p", "at": "2019-03-05T20:02:30Z"}
+    lines = [*cut, "not json", json.dumps(stopped)]
+
+    records = _read(lines)
+    rebuilt = rebuild(records)
+
+    assert _states(rebuilt, HALL)[-1] == ("20:00:00", "20:02:30", "off")
+    assert records["outcome"].tolist().count("stopped") == 1
+    span = (_ns(START), _ns("2019-03-05T20:02:30Z"))
+    assert compare(rebuilt, _expected(), span=span).empty
+    # Without it, the log ends at its last publish: the "off" has no length.
+    assert _states(rebuild(_read(cut)), HALL)[-1] == ("20:00:00", "20:00:00", "off")
+
+
 def test_rows_are_clipped_to_the_span_asked_for(evening: tuple[str, ...]) -> None:
     span = {"start": _ns("2019-03-05T19:00:00Z"), "end": _ns("2019-03-05T20:30:00Z")}
     assert _states(rebuild(_read(evening), **span), HALL) == [

@@ -875,4 +875,7 @@ def _check_clean_exit(publisher: PublishProcess, status: int) -> None:
     for line in publisher.lines:
         record = json.loads(line)
         assert "exception" not in record, record
-    assert publisher.events("stopped"), stderr
+    stopped = publisher.events("stopped")
+    assert stopped, stderr
+    # Where the log ends, on the publisher's clock, for the audit.
+    assert datetime.fromisoformat(stopped[-1]["at"]).tzinfo is not None

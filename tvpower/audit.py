@@ -17,10 +17,12 @@ How a rebuilt timeline reads:
   expired first (the ``expires_at`` of its last publish came before the
   next publish), it ends at that expiry: the client had no valid intent in
   between, and the timeline has a gap there.
-- The log ends at its latest ``issued_at``, over every publish attempt of
-  every client. Beyond it the log cannot tell what was published, so each
-  client's last row ends there (or at its expiry, if sooner). An intent
-  first published at that very instant gives a row with ``start == end``.
+- The log ends where the publisher stopped: its ``stopped`` record gives
+  the instant (``at``, on the publisher's clock) and reads as a record
+  with outcome ``stopped``, no client and no intent. Without one (a log
+  cut off while the publisher ran), the log ends at its latest
+  ``issued_at``. Beyond its end the log cannot tell what was published, so
+  each client's last row ends there (or at its expiry, if sooner).
 
 Instants are int64 nanoseconds since the Unix epoch, UTC, as in
 :mod:`tvpower.engine`; ``window_start`` and ``window_end`` are -1 for an
@@ -212,6 +214,8 @@ def _publish_fields(lines: Iterable[str]) -> tuple[list[int], dict[str, list[Any
         data = _publish_record(line)
         if data is None:
             continue
+        if data.get("event") == "stopped":
+            data = _stop_as_record(data)
         numbers.append(number)
         for name in _FIELDS:
             raw[name].append(data.get(name, _MISSING))
@@ -245,9 +249,28 @@ def _publish_record(line: str) -> dict[str, Any] | None:
         data = json.loads(line[brace:])
     except ValueError:
         return None
-    if isinstance(data, dict) and data.get("event") == "publish":
+    if not isinstance(data, dict):
+        return None
+    if data.get("event") == "publish":
+        return data
+    if data.get("event") == "stopped" and "at" in data:
         return data
     return None
+
+
+def _stop_as_record(stopped: dict[str, Any]) -> dict[str, Any]:
+    """A ``stopped`` record in the shape of a publish record: the log's end."""
+    return {
+        "client_id": None,
+        "group_id": None,
+        "intent_id": "-",
+        "desired_state": "off",
+        "reason": "-",
+        "window": None,
+        "issued_at": stopped["at"],
+        "expires_at": stopped["at"],
+        "outcome": "stopped",
+    }
 
 
 def _columns(

@@ -25,6 +25,7 @@ from tvpower.broker import EmbeddedBroker
 from tvpower.cli import configure_logging, parse_instant, run_cli
 from tvpower.clock import Clock, ShiftedClock, SystemClock
 from tvpower.errors import UsageError
+from tvpower.intents import format_instant
 from tvpower.metrics import Metrics
 from tvpower.mqtt import (
     BrokerAddress,
@@ -310,7 +311,12 @@ async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) 
             broker=str(address),
             client_id=connection.client_id,
         )
-    logger.info("stopped", extra={"fields": {"client_id": connection.client_id}})
+    # "at" is on the publisher's clock, like issued_at: where the log ends.
+    fields = {
+        "client_id": connection.client_id,
+        "at": format_instant(publisher.clock.now()),
+    }
+    logger.info("stopped", extra={"fields": fields})
 
 
 def _stop_starting(signum: int, frame: object) -> None:
