@@ -151,7 +151,7 @@ def load_schedule(path: str | os.PathLike[str]) -> Schedule:
     """
     source = Path(path)
     top = _Entry(os.fspath(path))
-    document = _read_document(source, top)
+    document = _read_document(top)
     settings = _schedule_settings(document, top)
     groups, clients = _fleet(document, settings, source.parent, top)
     return Schedule(
@@ -348,10 +348,18 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
-    """The schedule file's top-level mapping."""
+def read_yaml_mapping(
+    path: str | os.PathLike[str], expected: str = "a mapping"
+) -> dict[str, Any]:
+    """The top-level mapping of a YAML file, read as schedules are read.
+
+    Times stay strings (see :class:`ScheduleLoader`); a file that is too
+    large, is not YAML or holds no mapping raises :class:`ScheduleError`
+    naming the file, with ``expected`` saying what it should hold.
+    """
+    top = _Entry(os.fspath(path))
     try:
-        text = _read_bytes(source)
+        text = _read_bytes(Path(path))
     except OSError as error:
         raise top.error(f"cannot read the file: {error.strerror or error}") from error
     try:
@@ -364,9 +372,14 @@ def _read_document(source: Path, top: _Entry) -> dict[str, Any]:
         raise top.error(f"invalid YAML: {_one_line(str(error))}") from error
     if not isinstance(document, dict):
         found = "an empty file" if document is None else _describe(document)
-        raise top.error(
-            f"expected a mapping with the keys {', '.join(_SCHEDULE_KEYS)}, got {found}"
-        )
+        raise top.error(f"expected {expected}, got {found}")
+    return document
+
+
+def _read_document(top: _Entry) -> dict[str, Any]:
+    """The schedule file's top-level mapping."""
+    expected = f"a mapping with the keys {', '.join(_SCHEDULE_KEYS)}"
+    document = read_yaml_mapping(top.path, expected)
     if "schedule" in document:
         raise top.error(
             "a scenario that names its schedule file; give that file instead",

@@ -13,20 +13,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tvpower.errors import ScheduleError
 from tvpower.publisher import ExpiryPolicy
 
-# The schedule loader keeps times as strings and "off" as a string: the
-# scenario and the schedule data it edits must read the same way.
+# read_yaml_mapping reads as the schedule loader does, times and "off" as
+# strings: the scenario and the schedule data it edits read the same way.
 from tvpower.schedule import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
     SCENARIO_KEYS,
     Schedule,
-    ScheduleLoader,
     load_schedule,
+    read_yaml_mapping,
 )
 
 __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
@@ -128,7 +126,8 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ScheduleError(
                 str(path), f"no schedule file at {schedule_path}", field="schedule"
             )
-        raw_schedule = _read(schedule_path)
+        load_schedule(schedule_path)  # its own errors first, naming it
+        raw_schedule = read_yaml_mapping(schedule_path)
     else:
         schedule_path, raw_schedule = path.resolve(), document
     simulation = document.get("simulation")
@@ -243,18 +242,7 @@ def _choice(
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise ScheduleError(str(path), f"cannot read the file: {exc.strerror}") from exc
-    try:
-        document = yaml.load(text, Loader=ScheduleLoader)
-    except yaml.YAMLError as exc:
-        problem = str(exc).replace("\n", " ")
-        raise ScheduleError(str(path), f"invalid YAML: {problem}") from exc
-    if not isinstance(document, dict):
-        raise ScheduleError(str(path), f"expected a mapping, got {document!r}")
-    return document
+    return read_yaml_mapping(path, "a mapping with a simulation and a schedule")
 
 
 def _check_scenario_keys(document: Mapping[str, Any], path: Path) -> None:
