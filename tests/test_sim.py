@@ -129,8 +129,20 @@ def test_broken_expectation_exits_1_and_writes_csvs(
             "timeline[0]: field 'cancel': expected the id of an event of the "
             "schedule, got 'nope'",
         ),
+        (
+            "expect:\n  - {client: kiosk, no_off_between: "
+            "[2026-03-02T09:30:00Z, 2026-03-02T09:00:00Z]}\n",
+            "expect[0]: field 'no_off_between': expected START before END, got "
+            "2026-03-02T09:30:00+00:00 and 2026-03-02T09:00:00+00:00",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:00:00Z, join: kiosk}\n"
+            "expect:\n  - {client: kiosk, at: 2026-03-02T08:45:00Z, state: 'off'}\n",
+            "expect[0]: field 'at': client 'kiosk' joins only at "
+            "2026-03-02T09:00:00+00:00; got 2026-03-02T08:45:00+00:00",
+        ),
     ],
-    ids=["unknown-client", "bad-state", "unknown-event"],
+    ids=["unknown-client", "bad-state", "unknown-event", "reversed", "before-join"],
 )
 def test_bad_scenario_exits_2_in_one_line(
     tmp_path: Path,

@@ -1,4 +1,4 @@
-"""``python -m tvpower.sim SCENARIO...``: run scenarios, print a summary.
+"""python -m tvpower.sim SCENARIO...: run scenarios, print a summary.
 
 Exit status 0 if every check of every scenario passed, 1 if one failed, 2
 on bad input (one line naming the file, entry and field).
@@ -57,7 +57,8 @@ def _run(paths: list[Path], out: Path | None, file_format: str) -> int:
     print(_summary(results).to_string(index=False))
     for result in results:
         for v in result.violations.itertuples():
-            print(f"{result.scenario}: {v.check} {v.client_id} {v.at}: {v.detail}")
+            at = _utc_text(v.at)
+            print(f"{result.scenario}: {v.check} {v.client_id} {at}: {v.detail}")
         if out is not None:
             _write(result, out, file_format)
     return 0 if all(r.passed for r in results) else 1
@@ -83,7 +84,16 @@ def _write(result: SimResult, out: Path, file_format: str) -> None:
         if file_format == "parquet":
             frame.to_parquet(path, index=False)
         else:
-            frame.to_csv(path, index=False)
+            frame.to_csv(path, index=False, date_format=_CSV_TIME)
+
+
+# Instants in CSV as everywhere else in tvpower: UTC with Z (the
+# simulated clock moves in whole seconds).
+_CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _utc_text(instant: object) -> str:
+    return pd.Timestamp(instant).tz_convert("UTC").strftime(_CSV_TIME)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

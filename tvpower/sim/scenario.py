@@ -152,8 +152,9 @@ def load_scenario(path: str | Path) -> Scenario:
                 field="at",
             )
     expectations = _expectations(document.get("expect", []), path, schedule)
+    joins = {a.target: a.at for a in actions if a.kind == "join"}
     for expectation in expectations:
-        _check_inside(expectation, start, end, path)
+        _check_inside(expectation, start, joins, end, path)
     return Scenario(
         path=path,
         schedule_path=schedule_path,
@@ -206,9 +207,13 @@ def _span(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime]:
 
 
 def _check_inside(
-    expectation: Expectation, start: datetime, end: datetime, path: Path
+    expectation: Expectation,
+    start: datetime,
+    joins: Mapping[str, datetime],
+    end: datetime,
+    path: Path,
 ) -> None:
-    """An expectation speaks of instants the run simulates."""
+    """An expectation speaks of instants the run simulates, with its client there."""
     if expectation.at is not None:
         instants = [("at", expectation.at)]
     else:
@@ -220,6 +225,15 @@ def _check_inside(
                 str(path),
                 "expected an instant inside the simulation, from "
                 f"{start.isoformat()} to {end.isoformat()}, got {instant.isoformat()}",
+                entry=expectation.entry,
+                field=field,
+            )
+        joined = joins.get(expectation.client_id)
+        if joined is not None and instant < joined:
+            raise ScheduleError(
+                str(path),
+                f"client {expectation.client_id!r} joins only at "
+                f"{joined.isoformat()}; got {instant.isoformat()}",
                 entry=expectation.entry,
                 field=field,
             )
@@ -445,6 +459,13 @@ def _expectation(
             )
         lo = _instant(between[0], path, entry, "no_off_between")
         hi = _instant(between[1], path, entry, "no_off_between")
+        if hi <= lo:
+            raise ScheduleError(
+                str(path),
+                f"expected START before END, got {lo.isoformat()} and {hi.isoformat()}",
+                entry=entry,
+                field="no_off_between",
+            )
         return Expectation(entry, client_id, no_off_between=(lo, hi))
     at = _instant(raw.get("at"), path, entry, "at")
     state = raw.get("state")
