@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -295,3 +296,76 @@ def test_an_edit_the_engine_cannot_use_keeps_the_last_good_schedule(
         "tvpower_schedule_loads_total", {"outcome": "rejected"}
     )
     assert rejected == 1.0
+
+
+class _DroppingSink(_RefusingSink):
+    """A connection that acknowledges one burst of publishes, then is lost."""
+
+    async def publish_batch(
+        self, messages: Sequence[tuple[str, bytes, int | None]]
+    ) -> list[tuple[BrokerError | None, float]]:
+        results = await super().publish_batch(messages)
+        self.connected = False
+        self.disconnected.set()
+        return results
+
+
+def _scripted_connect(
+    attempts: Sequence[str], stop: asyncio.Event
+) -> Callable[[], AbstractAsyncContextManager[_RefusingSink]]:
+    """Connections that are ``refused`` or ``lost`` in turn; then ``stop`` is set."""
+    script = iter(attempts)
+
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[_RefusingSink]:
+        attempt = next(script, None)
+        if attempt == "refused":
+            raise BrokerError("connection refused")
+        if attempt == "lost":
+            yield _DroppingSink()
+            return
+        stop.set()
+        yield _RefusingSink()
+
+    return connect
+
+
+_FAST_RETRY_SECONDS = (0.001, 0.002, 0.005, 0.01, 0.03)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "steps"),
+    [
+        pytest.param(["lost"] * 4, [0, 0, 0, 0], id="lost-after-connecting"),
+        pytest.param(["refused"] * 3, [0, 1, 2], id="refused-in-a-row"),
+        pytest.param(
+            ["refused", "refused", "lost", "refused", "refused", "lost"],
+            [0, 1, 0, 1, 2, 0],
+            id="a-connection-starts-the-backoff-afresh",
+        ),
+    ],
+)
+async def test_reconnect_backoff_escalates_only_while_connecting_fails(
+    schedule_file: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    attempts: list[str],
+    steps: list[int],
+) -> None:
+    monkeypatch.setattr("tvpower.publisher._RETRY_SECONDS", _FAST_RETRY_SECONDS)
+    publisher = Publisher(load_schedule(schedule_file), SteppedClock(NOW))
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="tvpower"):
+        async with asyncio.timeout(5):
+            await publisher.serve(
+                _scripted_connect(attempts, stop),
+                stop,
+                broker="mqtt://127.0.0.1:1883",
+                client_id="test-backoff",
+            )
+    retries = [
+        r.fields["retry_in_seconds"]  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "broker unavailable"
+    ]
+    assert retries == [_FAST_RETRY_SECONDS[step] for step in steps]

@@ -218,14 +218,17 @@ class Publisher:
         """
         failures = 0
         while not stop.is_set():
+            connected = asyncio.Event()
             session = asyncio.create_task(
-                self._session(connect, stop, broker, client_id)
+                self._session(connect, stop, broker, client_id, connected)
             )
             try:
                 await _until_done_or_stopped(session, stop)
                 failures = 0
             except BrokerError as exc:
-                failures += 1
+                # Only failed connection attempts in a row escalate: a link
+                # lost hours after it came up retries at the first delay.
+                failures = 1 if connected.is_set() else failures + 1
                 delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS)) - 1]
                 fields = {"error": str(exc), "retry_in_seconds": delay}
                 logger.warning("broker unavailable", extra={"fields": fields})
@@ -238,10 +241,15 @@ class Publisher:
         stop: asyncio.Event,
         broker: str,
         client_id: str,
+        connected: asyncio.Event,
     ) -> None:
-        """One connection's life: connect, publish everything, keep it right."""
+        """One connection's life: connect, publish everything, keep it right.
+
+        ``connected`` is set once the broker accepted the connection.
+        """
         try:
             async with connect() as sink:
+                connected.set()
                 self.metrics.connected.set(1)
                 fields = {
                     "broker": broker,
