@@ -126,8 +126,8 @@ def test_broken_expectation_exits_1_and_writes_csvs(
         ),
         (
             "timeline:\n  - {at: 2026-03-02T09:00:00Z, cancel: nope}\n",
-            "timeline[0]: field 'cancel': expected the id of an event of the "
-            "schedule, got 'nope'",
+            "timeline[0]: field 'cancel': expected the id of an event in the "
+            "schedule then, got 'nope'",
         ),
         (
             "expect:\n  - {client: kiosk, no_off_between: "
@@ -141,8 +141,83 @@ def test_broken_expectation_exits_1_and_writes_csvs(
             "expect[0]: field 'at': client 'kiosk' joins only at "
             "2026-03-02T09:00:00+00:00; got 2026-03-02T08:45:00+00:00",
         ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, cancel: welcome}\n"
+            "  - {at: 2026-03-02T09:20:00Z, cancel: welcome}\n",
+            "timeline[1]: field 'cancel': expected the id of an event in the "
+            "schedule then, got 'welcome'",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, disconnect: [kiosk]}\n",
+            f"timeline[0]: field 'disconnect': expected a client of {LOBBY}, "
+            "got ['kiosk']",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, add: {id: x, group: nowhere, "
+            "start: 2026-03-02T09:30:00Z, end: 2026-03-02T10:00:00Z}}\n",
+            "timeline[0]: field 'add': the schedule after it is not valid: "
+            "events[5] (id 'x'): group: expected a declared group ('lobby'), "
+            "got 'nowhere'",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, edit: {id: welcome, "
+            "end: banana}}\n",
+            "timeline[0]: field 'edit': the schedule after it is not valid: "
+            "events[0] (id 'welcome'): end: expected an ISO 8601 date and time "
+            "like '2019-03-05T14:00:00+01:00', got 'banana'",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, add: {id: welcome, "
+            "group: lobby, start: 2026-03-02T09:30:00Z, end: 2026-03-02T10:00:00Z}}\n",
+            "timeline[0]: field 'add.id': expected a new event id, got 'welcome', "
+            "which is in the schedule",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, reconnect: kiosk}\n",
+            "timeline[0]: field 'reconnect': client 'kiosk' is connected then; "
+            "reconnect needs it disconnected",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, disconnect: kiosk}\n"
+            "  - {at: 2026-03-02T09:20:00Z, disconnect: kiosk}\n",
+            "timeline[1]: field 'disconnect': client 'kiosk' is disconnected then; "
+            "disconnect needs it connected",
+        ),
+        (
+            "timeline:\n  - {at: 0001-01-01T00:30:00+01:00, disconnect: kiosk}\n",
+            "timeline[0]: field 'at': expected an ISO 8601 instant with a zone, "
+            "such as 2019-03-05T12:00:00Z, got '0001-01-01T00:30:00+01:00'",
+        ),
+        (
+            "expect:\n  - {client: kiosk, state: 'on', no_off_between: "
+            "[2026-03-02T09:00:00Z, 2026-03-02T09:30:00Z]}\n",
+            "expect[0]: field 'state': no_off_between is a statement of its own; "
+            "put state in another entry",
+        ),
+        (
+            "expect:\n  - {client: kiosk, at: 2026-03-02T09:00:00Z, reason: banana}\n",
+            "expect[0]: field 'reason': expected one of no_active_event, "
+            "event_window_active, client_override_on, client_override_off, got "
+            "'banana'",
+        ),
     ],
-    ids=["unknown-client", "bad-state", "unknown-event", "reversed", "before-join"],
+    ids=[
+        "unknown-client",
+        "bad-state",
+        "unknown-event",
+        "reversed",
+        "before-join",
+        "cancelled-twice",
+        "client-as-list",
+        "add-to-unknown-group",
+        "edit-to-bad-time",
+        "add-existing-id",
+        "reconnect-connected",
+        "disconnect-twice",
+        "year-one",
+        "no-off-with-state",
+        "unknown-reason",
+    ],
 )
 def test_bad_scenario_exits_2_in_one_line(
     tmp_path: Path,
@@ -235,6 +310,26 @@ INLINE = (
             "simulation, from 2026-03-02T08:00:00+00:00 to 2026-03-02T11:00:00+00:00, "
             "got 2026-03-02T12:00:00+00:00",
         ),
+        (
+            "timezone: UTC\nsimulation: {start: 2026-03-02T08:00:00Z, "
+            "end: 2026-03-02T11:00:00Z}\n",
+            "the schedule has no clients: nothing to simulate",
+        ),
+        (
+            INLINE + "ttl_seconds: 60\nsimulation: {start: 2026-03-01T00:00:00Z, "
+            "end: 2026-03-20T00:00:00Z}\n",
+            "simulation: field 'end': refreshes every 30 s over this span make "
+            "54,720 steps, more than 15,000: shorten the span or raise ttl_seconds",
+        ),
+        (
+            "timezone: UTC\nclients: {"
+            + ", ".join(f"tv{n}: {{}}" for n in range(400))
+            + "}\nsimulation: {start: 2026-03-02T00:00:00Z, "
+            "end: 2026-03-04T00:00:00Z}\n",
+            "simulation: field 'end': 400 clients refreshed every 300 s over this "
+            "span make 230,400 publishes, more than 200,000: shorten the span or "
+            "raise ttl_seconds",
+        ),
     ],
     ids=[
         "plain-schedule",
@@ -244,6 +339,9 @@ INLINE = (
         "span-too-long",
         "before-1970",
         "expectation-outside",
+        "no-clients",
+        "too-many-refresh-steps",
+        "too-many-publishes",
     ],
 )
 def test_a_scenario_file_that_is_not_one_exits_2_in_one_line(
@@ -399,6 +497,29 @@ def test_a_client_prefers_its_own_intent_while_it_holds() -> None:
     client.tick(expiry)
     client.tick(expiry + timedelta(seconds=30))
     assert client.power == "off"
+
+
+def test_an_out_that_cannot_take_the_tables_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    copy = tmp_path / "again" / BROKEN.name
+    copy.parent.mkdir()
+    copy.write_text(
+        BROKEN.read_text().replace("../../scenarios", str(ROOT / "scenarios"))
+    )
+
+    assert main([str(BROKEN), "--out", str(afile)]) == 2
+    assert main([str(BROKEN), str(copy), "--out", str(tmp_path / "out")]) == 2
+
+    err = capsys.readouterr()
+    assert err.out == ""  # nothing ran
+    assert err.err.splitlines() == [
+        f"python -m tvpower.sim: error: --out: cannot make {afile}: File exists",
+        "python -m tvpower.sim: error: --out: two scenarios named "
+        "sim-broken-expectation: their tables would overwrite each other",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -358,8 +358,11 @@ def read_yaml_mapping(
     naming the file, with ``expected`` saying what it should hold.
     """
     top = _Entry(os.fspath(path))
+    source = Path(path)
+    if source.exists() and not (source.is_file() or source.is_dir()):
+        raise top.error("cannot read the file: not a regular file")
     try:
-        text = _read_bytes(Path(path))
+        text = _read_bytes(source)
     except OSError as error:
         raise top.error(f"cannot read the file: {error.strerror or error}") from error
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from tvpower.cli import configure_logging, run_cli
+from tvpower.errors import UsageError
 from tvpower.sim import SimResult, load_scenario, simulate
 
 PROG = "python -m tvpower.sim"
@@ -46,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(paths: list[Path], out: Path | None, file_format: str) -> int:
     configure_logging(level=logging.WARNING)
-    for path in paths:
-        load_scenario(path)  # every file checked before any run
+    names = [load_scenario(path).name for path in paths]  # all checked first
+    if out is not None:
+        _check_out(out, names)
     # A progress bar on a terminal when there are many; never in a pipe.
     quiet = len(paths) < _PROGRESS_FROM or not sys.stderr.isatty()
     results = [
@@ -74,6 +77,22 @@ def _summary(results: list[SimResult]) -> pd.DataFrame:
             "seconds": [round(r.seconds, 1) for r in results],
         }
     )
+
+
+def _check_out(out: Path, names: list[str]) -> None:
+    """Refuse, before any run, an --out the tables could not be written to."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(
+            f"--out: two scenarios named {twice[0]}: their tables would "
+            "overwrite each other"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out: cannot make {out}: {error.strerror}") from error
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out: cannot write into {out}")
 
 
 def _write(result: SimResult, out: Path, file_format: str) -> None:

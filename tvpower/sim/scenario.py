@@ -7,12 +7,16 @@ Every problem is a :class:`ScheduleError` naming the scenario file, the entry
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tvpower.engine import REASONS
 from tvpower.errors import ScheduleError
 from tvpower.publisher import ExpiryPolicy
 
@@ -43,6 +47,12 @@ ON_EXPIRY = ("keep", "off")
 #: The longest simulated span: the stepped clock stops at every refresh
 #: (half the TTL), and a run takes a bounded number of steps.
 MAX_SPAN = timedelta(days=62)
+#: The most refresh publishes a run may take (clients x span / half the
+#: TTL): the embedded broker moves about a thousand a second.
+MAX_REFRESHES = 200_000
+#: The most refresh instants a run may step through (a run stops after
+#: 20,000 steps of any kind).
+MAX_REFRESH_STEPS = 15_000
 STATES = ("on", "off")
 
 
@@ -141,8 +151,14 @@ def load_scenario(path: str | Path) -> Scenario:
         )
     # Errors name the file as given when the scenario is its own schedule.
     schedule = load_schedule(schedule_path if "schedule" in document else path)
+    if not schedule.clients:
+        raise ScheduleError(
+            str(path), "the schedule has no clients: nothing to simulate"
+        )
     start, end = _span(simulation, path)
+    _check_work(schedule, start, end, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
+    _try_edits(actions, raw_schedule, schedule_path, path)
     for index, action in enumerate(actions):
         if not start <= action.at < end:
             raise ScheduleError(
@@ -239,6 +255,30 @@ def _check_inside(
             )
 
 
+def _check_work(schedule: Schedule, start: datetime, end: datetime, path: Path) -> None:
+    """Refuse a run that would take hours: every client is refreshed every half TTL."""
+    refreshes = int((end - start).total_seconds() // (schedule.ttl_seconds / 2))
+    if refreshes > MAX_REFRESH_STEPS:
+        raise ScheduleError(
+            str(path),
+            f"refreshes every {schedule.ttl_seconds // 2} s over this span make "
+            f"{refreshes:,} steps, more than {MAX_REFRESH_STEPS:,}: shorten the "
+            "span or raise ttl_seconds",
+            entry="simulation",
+            field="end",
+        )
+    if refreshes * len(schedule.clients) > MAX_REFRESHES:
+        raise ScheduleError(
+            str(path),
+            f"{len(schedule.clients)} clients refreshed every "
+            f"{schedule.ttl_seconds // 2} s over this span make "
+            f"{refreshes * len(schedule.clients):,} publishes, more than "
+            f"{MAX_REFRESHES:,}: shorten the span or raise ttl_seconds",
+            entry="simulation",
+            field="end",
+        )
+
+
 def _choice(
     raw: Mapping[str, Any], key: str, choices: tuple[Any, ...], path: Path
 ) -> Any:
@@ -287,13 +327,13 @@ def _instant(value: Any, path: Path, entry: str | None, field: str) -> datetime:
     expected = "an ISO 8601 instant with a zone, such as 2019-03-05T12:00:00Z"
     try:
         instant = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        instant = None
-    if instant is None or instant.tzinfo is None:
-        raise ScheduleError(
-            str(path), f"expected {expected}, got {value!r}", entry=entry, field=field
-        )
-    return instant.astimezone(UTC)
+        if instant is not None and instant.tzinfo is not None:
+            return instant.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 in UTC
+        pass
+    raise ScheduleError(
+        str(path), f"expected {expected}, got {value!r}", entry=entry, field=field
+    )
 
 
 def _list(value: Any, path: Path, field: str) -> list[Any]:
@@ -312,7 +352,15 @@ def _actions(
     actions = []
     previous: datetime | None = None
     running = True
-    for index, raw in enumerate(_list(value, path, "timeline")):
+    raws = _list(value, path, "timeline")
+    joining = {
+        r.get("join")
+        for r in raws
+        if isinstance(r, dict) and isinstance(r.get("join"), str)
+    }
+    # Each client: absent until it joins, then connected or disconnected.
+    states = {c: "absent" if c in joining else "connected" for c in schedule.clients}
+    for index, raw in enumerate(raws):
         entry = f"timeline[{index}]"
         action = _action(raw, path, entry, schedule, known_events)
         if previous is not None and action.at < previous:
@@ -322,6 +370,8 @@ def _actions(
                 entry=entry,
                 field="at",
             )
+        if action.kind in _CLIENT_ACTIONS:
+            _check_client_action(action, states, path, entry)
         if action.target == "publisher":
             needs = action.kind != "start"
             if running != needs:
@@ -377,13 +427,14 @@ def _action(
             )
         return Action(at, kind, value, {})
     if kind == "cancel":
-        if value not in known_events:
+        if not isinstance(value, str) or value not in known_events:
             raise ScheduleError(
                 str(path),
-                f"expected the id of an event of the schedule, got {value!r}",
+                f"expected the id of an event in the schedule then, got {value!r}",
                 entry=entry,
                 field=kind,
             )
+        known_events.discard(value)
         return Action(at, kind, value, {})
     return _event_action(at, kind, value, path, entry, known_events)
 
@@ -401,16 +452,101 @@ def _event_action(
     if kind == "edit" and value["id"] not in known:
         raise ScheduleError(
             str(path),
-            f"expected the id of an event of the schedule, got {value['id']!r}",
+            f"expected the id of an event in the schedule then, got {value['id']!r}",
             entry=entry,
             field="edit.id",
+        )
+    if kind == "add" and value["id"] in known:
+        raise ScheduleError(
+            str(path),
+            f"expected a new event id, got {value['id']!r}, which is in the schedule",
+            entry=entry,
+            field="add.id",
         )
     known.add(value["id"])
     return Action(at, kind, value["id"], copy.deepcopy(value))
 
 
+def edited(document: Mapping[str, Any], action: Action) -> dict[str, Any]:
+    """A copy of a raw schedule with an ``add``, ``edit`` or ``cancel`` applied."""
+    result = copy.deepcopy(dict(document))
+    events: list[Any] = result.setdefault("events", []) or []
+    result["events"] = events
+    if action.kind == "add":
+        events.append(dict(action.fields))
+        return result
+    index = next(i for i, e in enumerate(events) if e.get("id") == action.target)
+    if action.kind == "cancel":
+        del events[index]
+    else:
+        events[index] = {**events[index], **action.fields}
+    return result
+
+
+def with_absolute_calendars(document: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a raw schedule whose calendar paths no longer need ``base``."""
+    result = copy.deepcopy(dict(document))
+    for group in (result.get("groups") or {}).values():
+        calendars = group.get("calendars") if isinstance(group, dict) else None
+        if not isinstance(calendars, list):
+            continue
+        for index, source in enumerate(calendars):
+            if isinstance(source, str):
+                calendars[index] = str(base / source)
+            elif isinstance(source, dict) and "path" in source:
+                source["path"] = str(base / str(source["path"]))
+    return result
+
+
+def _try_edits(
+    actions: tuple[Action, ...],
+    raw_schedule: Mapping[str, Any],
+    schedule_path: Path,
+    path: Path,
+) -> None:
+    """Each edit of the timeline leaves a schedule tvpower accepts."""
+    document = {k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS}
+    with tempfile.TemporaryDirectory(prefix="tvpower-scenario-") as workdir:
+        trial = Path(workdir) / "schedule.yaml"
+        for index, action in enumerate(actions):
+            if action.kind not in _EVENT_ACTIONS:
+                continue
+            document = edited(document, action)
+            absolute = with_absolute_calendars(document, schedule_path.parent)
+            trial.write_text(yaml.safe_dump(absolute, sort_keys=False))
+            try:
+                load_schedule(trial)
+            except ScheduleError as error:
+                where = ": ".join(x for x in (error.entry, error.field) if x)
+                raise ScheduleError(
+                    str(path),
+                    f"the schedule after it is not valid: {where}: {error.reason}",
+                    entry=f"timeline[{index}]",
+                    field=action.kind,
+                ) from error
+
+
+def _check_client_action(
+    action: Action, states: dict[str, str], path: Path, entry: str
+) -> None:
+    """Clients join once, disconnect while connected, reconnect when not."""
+    state = states[action.target]
+    allowed = {"join": "absent", "disconnect": "connected", "reconnect": "disconnected"}
+    if state != allowed[action.kind]:
+        raise ScheduleError(
+            str(path),
+            f"client {action.target!r} is {state} then; "
+            f"{action.kind} needs it {allowed[action.kind]}",
+            entry=entry,
+            field=action.kind,
+        )
+    states[action.target] = (
+        "disconnected" if action.kind == "disconnect" else "connected"
+    )
+
+
 def _client(value: Any, path: Path, entry: str, field: str, schedule: Schedule) -> str:
-    if value not in schedule.clients:
+    if not isinstance(value, str) or value not in schedule.clients:
         raise ScheduleError(
             str(path),
             f"expected a client of {schedule.path}, got {value!r}",
@@ -431,14 +567,23 @@ def _expectations(
                 str(path), f"expected a mapping, got {raw!r}", entry=entry
             )
         unknown = sorted(
-            set(raw) - {"client", "at", "state", "reason", "no_off_between"}
+            set(raw) - {"client", "at", "state", "reason", "no_off_between"}, key=str
         )
         if unknown:
             raise ScheduleError(
                 str(path),
                 "expected client, at, state, reason or no_off_between",
                 entry=entry,
-                field=unknown[0],
+                field=str(unknown[0]),
+            )
+        alongside = sorted({"at", "state", "reason"} & set(raw))
+        if "no_off_between" in raw and alongside:
+            raise ScheduleError(
+                str(path),
+                "no_off_between is a statement of its own; put "
+                f"{', '.join(alongside)} in another entry",
+                entry=entry,
+                field=alongside[0],
             )
         client_id = _client(raw.get("client"), path, entry, "client", schedule)
         result.append(_expectation(raw, client_id, path, entry))
@@ -474,6 +619,13 @@ def _expectation(
             str(path), f"expected on or off, got {state!r}", entry=entry, field="state"
         )
     reason = raw.get("reason")
+    if reason is not None and reason not in REASONS:
+        raise ScheduleError(
+            str(path),
+            f"expected one of {', '.join(REASONS)}, got {reason!r}",
+            entry=entry,
+            field="reason",
+        )
     if state is None and reason is None:
         raise ScheduleError(
             str(path), "expected state, reason or no_off_between", entry=entry
