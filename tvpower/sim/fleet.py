@@ -20,6 +20,7 @@ import contextlib
 import json
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,8 +178,10 @@ class Fleet:
     clock: Clock
     on_expiry: str = "keep"
     receipts: list[Receipt] = field(default_factory=list)
-    # (topic, intent_id, issued_at) of every intent message that arrived.
-    arrived: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Live copies per (topic, intent_id, issued_at) at the fleet subscriber:
+    #: the publishes that went through. Retained copies and reconnecting
+    #: clients' fetches repeat an earlier publish and are not counted.
+    arrived: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     def deliver(
         self, topic: str, body: bytes, *, retained: bool, via: str, only: str | None
@@ -188,8 +191,9 @@ class Fleet:
         if targets is None:
             return  # another topic: amqtt may send any retained message
         payload, problem = _decode(body)
-        key = (topic, str(payload.get("intent_id")), str(payload.get("issued_at")))
-        self.arrived.add(key)
+        if via == "live" and not retained:
+            key = (topic, str(payload.get("intent_id")), str(payload.get("issued_at")))
+            self.arrived[key] += 1
         now = self.clock.now()
         problem = problem or _timing_problem(payload, now)
         for client in targets:

@@ -13,6 +13,7 @@ import asyncio
 import copy
 import logging
 import tempfile
+from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -97,8 +98,10 @@ class PublishCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.lines: list[str] = []
-        self.acknowledged: set[tuple[str, str, str]] = set()
-        # Acknowledged but not yet seen arriving (both sets only grow).
+        # Copies, not keys: a publisher restarted at the same instant publishes
+        # the same (topic, intent_id, issued_at) again, and both are in flight.
+        self.acknowledged: Counter[tuple[str, str, str]] = Counter()
+        # The keys of which some acknowledged copy may not have arrived yet.
         self.pending: set[tuple[str, str, str]] = set()
         self._json = JsonFormatter()
 
@@ -109,7 +112,7 @@ class PublishCapture(logging.Handler):
         fields: dict[str, Any] = getattr(record, "fields", {})
         if fields.get("outcome") == "acknowledged":
             key = (fields["topic"], fields["intent_id"], fields["issued_at"])
-            self.acknowledged.add(key)
+            self.acknowledged[key] += 1
             self.pending.add(key)
 
 
@@ -338,21 +341,24 @@ class Simulation:
 
     def _quiet(self, since: int | None) -> bool:
         if self._serving is None:  # the publisher is stopped
-            return self._all_arrived()
+            return self.all_arrived()
         sink = self.sink
         return (
             sink is not None
             and sink.connected
             and self.clock.next_wake() is not None
             and (since is None or self.clock.sleeps > since)
-            and self._all_arrived()
+            and self.all_arrived()
         )
 
-    def _all_arrived(self) -> bool:
-        """Whether every acknowledged publish reached the fleet subscriber."""
+    def all_arrived(self) -> bool:
+        """Whether every acknowledged copy of a publish reached the fleet subscriber."""
         pending = self.capture.pending
         if pending:
-            pending.difference_update(pending & self.fleet.arrived)
+            acknowledged, arrived = self.capture.acknowledged, self.fleet.arrived
+            pending.difference_update(
+                [key for key in pending if arrived[key] >= acknowledged[key]]
+            )
         return not pending
 
     def _problem(self, check: str, client_id: str | None, detail: str) -> None:
