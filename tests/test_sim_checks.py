@@ -12,6 +12,9 @@ from tvpower.intents import Intent, encode
 from tvpower.sim import load_scenario, simulate
 from tvpower.sim.run import Simulation
 
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
 # The publisher restarts at the instant e1 ends: it publishes b's "off" of
 # 11:00:00 again, with the same intent id and issue time, and that copy must
 # arrive before the clock moves on to e2's start twenty seconds later.
@@ -79,3 +82,28 @@ def test_quiet_waits_for_every_copy_of_the_same_publish(
 
     fleet.deliver(topic, body, retained=False, via="live", only=None)
     assert simulation.all_arrived()
+
+
+def _with_group_topics(path: Path, tmp_path: Path) -> Path:
+    text = path.read_text().replace(
+        "simulation:\n", "simulation:\n  group_topics: true\n"
+    )
+    text = text.replace("schedule: schedules/", f"schedule: {SCENARIOS}/schedules/")
+    copy = tmp_path / path.name
+    copy.write_text(text)
+    return copy
+
+
+@pytest.mark.parametrize("name", ["client-override", "example-office"])
+async def test_group_topics_do_not_overrule_a_clients_own(
+    name: str, tmp_path: Path
+) -> None:
+    scenario = _with_group_topics(SCENARIOS / f"{name}.yaml", tmp_path)
+    assert load_scenario(scenario).group_topics
+
+    result = await simulate(scenario)
+
+    assert result.violations.empty, result.violations.to_string()
+    groups = result.received["topic"].str.startswith("infoscreen/groups/")
+    assert groups.any()
+    assert result.received["valid"].all()

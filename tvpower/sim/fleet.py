@@ -30,7 +30,14 @@ import aiomqtt
 from tvpower.clock import Clock
 from tvpower.intents import schema_problem
 
-__all__ = ["Fleet", "FleetSubscriber", "Receipt", "SimClient", "fetch_retained"]
+__all__ = [
+    "Fleet",
+    "FleetSubscriber",
+    "Receipt",
+    "SimClient",
+    "client_topic",
+    "fetch_retained",
+]
 
 PREFIX = "infoscreen"
 _CLIENT_TOPIC = re.compile(rf"^{PREFIX}/([^/]+)/power/intent$")
@@ -40,6 +47,11 @@ FILTERS = (f"{PREFIX}/+/power/intent", f"{PREFIX}/groups/+/power/intent")
 EXPIRED = "expired on arrival"
 # How long a reconnecting client waits for the retained intents of its topics.
 RETAINED_WAIT_SECONDS = 3.0
+
+
+def client_topic(client_id: str) -> str:
+    """The client's own topic, which the publisher always publishes."""
+    return f"{PREFIX}/{client_id}/power/intent"
 
 
 @dataclass(frozen=True)
@@ -324,7 +336,7 @@ async def fetch_retained(
 
     Returns how many intents of its topics arrived within the wait.
     """
-    topics = [f"{PREFIX}/{client.client_id}/power/intent"]
+    topics = [client_topic(client.client_id)]
     if group_topics and client.group_id is not None:
         topics.append(f"{PREFIX}/groups/{client.group_id}/power/intent")
     seen: set[str] = set()

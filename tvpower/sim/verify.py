@@ -3,6 +3,9 @@
 ``on_window``: no ``off`` intent received, and no TV switched off, while the
 schedule in force puts the client in an ``on`` window (a switch-off within
 grace of an edit counts only if every schedule in force then said ``on``).
+A client obeys its own topic over its group's, and a group's intent knows
+nothing of client overrides: ``on_window`` and the ``no_off_between`` and
+``reason`` expectations judge the intents on the client's own topic only.
 ``retained``: a client that reconnects or joins learns the engine's state
 at once from the retained intent. ``payload``: every intent is
 schema-valid, in UTC with ``Z``, and not expired on arrival. ``audit``: the
@@ -27,7 +30,7 @@ import pandas as pd
 
 from tvpower.audit import compare, read_publish_log, rebuild
 from tvpower.engine import compute_timeline
-from tvpower.sim.fleet import EXPIRED, Receipt
+from tvpower.sim.fleet import EXPIRED, Receipt, client_topic
 from tvpower.sim.run import Recording, Violation
 from tvpower.sim.scenario import Expectation
 
@@ -159,9 +162,11 @@ def _power(recording: Recording) -> pd.DataFrame:
 def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
     rows: list[Violation] = []
     for receipt in recording.receipts:
-        state = engine.state(receipt.client_id, receipt.at)
         off = receipt.valid and receipt.payload["power"]["desired_state"] == "off"
-        if off and state is not None and state[0] == "on":
+        if not off or receipt.topic != client_topic(receipt.client_id):
+            continue
+        state = engine.state(receipt.client_id, receipt.at)
+        if state is not None and state[0] == "on":
             detail = f"off intent {receipt.payload['intent_id']} inside an on window"
             rows.append(("on_window", receipt.client_id, receipt.at, detail))
     graces = _graces(recording)
@@ -281,7 +286,11 @@ def _expectation(
     expectation: Expectation, received: pd.DataFrame, power: pd.DataFrame
 ) -> list[Violation]:
     client_id = expectation.client_id
-    mine = received[(received["client_id"] == client_id) & received["valid"]]
+    mine = received[
+        (received["client_id"] == client_id)
+        & (received["topic"] == client_topic(client_id))
+        & received["valid"]
+    ]
     tv = power[power["client_id"] == client_id]
     if expectation.no_off_between is not None:
         return _no_off(expectation, *expectation.no_off_between, mine, tv)
