@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tvpower.intents import Intent, encode
@@ -107,3 +108,17 @@ async def test_group_topics_do_not_overrule_a_clients_own(
     groups = result.received["topic"].str.startswith("infoscreen/groups/")
     assert groups.any()
     assert result.received["valid"].all()
+
+
+@pytest.mark.timeout(60)
+async def test_a_run_over_its_time_budget_ends_as_a_harness_problem(
+    restart_at_an_end: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tvpower.sim.run._BUDGET_SECONDS", 1e-6)
+
+    result = await simulate(restart_at_an_end)
+
+    harness = result.violations[result.violations["check"] == "harness"]
+    assert list(harness["detail"]) == ["not done within 1e-06 s of real time"]
+    # Ended at its first step: nothing was received after the start.
+    assert result.received["at"].max() == pd.Timestamp("2026-03-02T09:00:00Z")

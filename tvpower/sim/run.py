@@ -38,6 +38,10 @@ __all__ = ["Recording", "Violation", "record"]
 # Steps of one run: a ten-hour day with refreshes every five minutes takes
 # a few hundred.
 _MAX_STEPS = 20_000
+# Real seconds of one run: the week-long fleet takes under a minute, two on
+# a busy machine; a run that needs far more is stuck, not slow, and ends
+# with what it has.
+_BUDGET_SECONDS = 900.0
 # Real seconds to wait for quiet: a restarted broker costs the publisher its
 # production backoff (1 s, then 2 s) before it is back.
 _SETTLE_SECONDS = 20.0
@@ -173,11 +177,17 @@ class Simulation:
 
     async def _steps(self) -> None:
         actions = list(self.scenario.actions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _BUDGET_SECONDS
         for _step in range(_MAX_STEPS):
             while actions and actions[0].at <= self.clock.now():
                 await self._apply(actions.pop(0))
             self.fleet.tick()
             if self.clock.now() >= self.scenario.end:
+                return
+            if loop.time() > deadline:
+                detail = f"not done within {_BUDGET_SECONDS:g} s of real time"
+                self._problem("harness", None, detail)
                 return
             instant = self._next_instant(actions)
             wake = self.clock.next_wake()
