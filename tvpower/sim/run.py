@@ -30,7 +30,7 @@ from tvpower.mqtt import MqttPublisher, parse_broker_url
 from tvpower.publisher import IntentSink, Publisher, PublisherOptions
 from tvpower.schedule import Schedule, load_schedule
 from tvpower.sim.fleet import Fleet, FleetSubscriber, Receipt, SimClient, fetch_retained
-from tvpower.sim.scenario import Action, Scenario
+from tvpower.sim.scenario import Action, Scenario, edited, with_absolute_calendars
 from tvpower.watch import reload_schedule
 
 __all__ = ["Recording", "Violation", "record"]
@@ -259,20 +259,13 @@ class Simulation:
         await self._settle(since)
 
     async def _edit(self, action: Action) -> None:
-        events: list[Any] = self.document.setdefault("events", [])
-        if action.kind == "add":
-            events.append(dict(action.fields))
-        else:
-            index = next(
-                i for i, e in enumerate(events) if e.get("id") == action.target
-            )
-            if action.kind == "cancel":
-                del events[index]
-            else:
-                events[index] = {**events[index], **action.fields}
+        self.document = edited(self.document, action)
         self._edits += 1
         path = self.workdir / f"schedule-{self._edits}.yaml"
-        path.write_text(yaml.safe_dump(self._absolute_calendars(), sort_keys=False))
+        absolute = with_absolute_calendars(
+            self.document, self.scenario.schedule_path.parent
+        )
+        path.write_text(yaml.safe_dump(absolute, sort_keys=False))
         since = self.clock.sleeps
         if self.publisher is None:
             # Stopped: the edit is in force when the publisher starts again.
@@ -285,21 +278,6 @@ class Simulation:
             await self._settle(since)
         else:
             self._problem("edit", None, f"{action.kind} {action.target}: rejected")
-
-    def _absolute_calendars(self) -> dict[str, Any]:
-        """The edited schedule, its calendar paths made absolute."""
-        document = copy.deepcopy(self.document)
-        base = self.scenario.schedule_path.parent
-        for group in (document.get("groups") or {}).values():
-            calendars = group.get("calendars") if isinstance(group, dict) else None
-            if not isinstance(calendars, list):
-                continue
-            for index, source in enumerate(calendars):
-                if isinstance(source, str):
-                    calendars[index] = str(base / source)
-                elif isinstance(source, dict) and "path" in source:
-                    source["path"] = str(base / source["path"])
-        return document
 
     async def _start_publisher(self) -> None:
         self._restarts += 1
