@@ -1,6 +1,8 @@
-"""What the benchmark scripts share: a plain text table of figures."""
+"""What the benchmark scripts share: a plain text table, a count argument."""
 
 from __future__ import annotations
+
+import argparse
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -14,3 +16,11 @@ def table(header: list[str], rows: list[list[str]]) -> str:
         )
         for line in lines
     )
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiomqtt
 import pandas as pd
-from report import table
+from report import positive, table
 
 from tvpower.broker import EmbeddedBroker
 from tvpower.engine import Timeline, compute_timeline
@@ -200,13 +200,6 @@ def verdict(path: Path, harness: Harness, repeat: int) -> str | None:
             f"required under {LIMIT_SECONDS:g} s"
         )
     return None
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
 
 
 def main() -> None:

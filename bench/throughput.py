@@ -55,7 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from report import table
+from report import positive, table
 
 from tvpower.clock import SteppedClock
 from tvpower.errors import BrokerError
@@ -478,13 +478,6 @@ def window(text: str) -> int:
     value = int(text)
     if not 1 <= value <= MAX_WINDOW:
         raise argparse.ArgumentTypeError(f"expected 1 to {MAX_WINDOW}, got {value}")
-    return value
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
 
 

@@ -10,7 +10,6 @@ acknowledged has reached the fleet subscriber.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import tempfile
 from collections import Counter
@@ -139,7 +138,8 @@ class Simulation:
         }
         self.fleet = Fleet(clients, self.clock, on_expiry=scenario.on_expiry)
         self.subscriber = FleetSubscriber(self.fleet)
-        self.document: dict[str, Any] = copy.deepcopy(dict(scenario.document))
+        # edited() copies: the scenario's own document is never changed.
+        self.document: dict[str, Any] = dict(scenario.document)
         self.versions: list[tuple[datetime, Schedule]] = [
             (scenario.start, scenario.schedule)
         ]

@@ -136,10 +136,10 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ScheduleError(
                 str(path), f"no schedule file at {schedule_path}", field="schedule"
             )
-        load_schedule(schedule_path)  # its own errors first, naming it
+        schedule: Schedule | None = load_schedule(schedule_path)  # naming it
         raw_schedule = read_yaml_mapping(schedule_path)
     else:
-        schedule_path, raw_schedule = path.resolve(), document
+        schedule_path, raw_schedule, schedule = path.resolve(), document, None
     simulation = document.get("simulation")
     if not isinstance(simulation, dict):
         raise ScheduleError(
@@ -149,8 +149,9 @@ def load_scenario(path: str | Path) -> Scenario:
             "a schedule without it is not a scenario",
             field="simulation",
         )
-    # Errors name the file as given when the scenario is its own schedule.
-    schedule = load_schedule(schedule_path if "schedule" in document else path)
+    if schedule is None:
+        # Errors name the file as given when the scenario is its own schedule.
+        schedule = load_schedule(path)
     if not schedule.clients:
         raise ScheduleError(
             str(path), "the schedule has no clients: nothing to simulate"
@@ -158,7 +159,10 @@ def load_scenario(path: str | Path) -> Scenario:
     start, end = _span(simulation, path)
     _check_work(schedule, start, end, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
-    _try_edits(actions, raw_schedule, schedule_path, path)
+    schedule_document = {
+        k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS
+    }
+    _try_edits(actions, schedule_document, schedule_path, path)
     for index, action in enumerate(actions):
         if not start <= action.at < end:
             raise ScheduleError(
@@ -175,7 +179,7 @@ def load_scenario(path: str | Path) -> Scenario:
         path=path,
         schedule_path=schedule_path,
         schedule=schedule,
-        document={k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS},
+        document=schedule_document,
         start=start,
         end=end,
         actions=actions,
@@ -406,22 +410,18 @@ def _action(
     value = raw[kind]
     if kind in _CLIENT_ACTIONS:
         return Action(at, kind, _client(value, path, entry, kind, schedule), {})
-    if kind == "restart":
-        if value not in RESTARTABLE:
-            raise ScheduleError(
-                str(path),
-                f"expected publisher or broker, got {value!r}",
-                entry=entry,
-                field=kind,
-            )
-        return Action(at, kind, value, {})
-    if kind in ("stop", "start"):
+    if kind in ("restart", "stop", "start"):
         # The broker only restarts: a publisher facing a dead broker backs
         # off in real seconds, which a stepped clock cannot skip.
-        if value != "publisher":
+        expected = (
+            "publisher or broker"
+            if kind == "restart"
+            else "publisher (the broker can only restart)"
+        )
+        if value not in (RESTARTABLE if kind == "restart" else ("publisher",)):
             raise ScheduleError(
                 str(path),
-                f"expected publisher (the broker can only restart), got {value!r}",
+                f"expected {expected}, got {value!r}",
                 entry=entry,
                 field=kind,
             )
@@ -500,12 +500,11 @@ def with_absolute_calendars(document: Mapping[str, Any], base: Path) -> dict[str
 
 def _try_edits(
     actions: tuple[Action, ...],
-    raw_schedule: Mapping[str, Any],
+    document: Mapping[str, Any],
     schedule_path: Path,
     path: Path,
 ) -> None:
     """Each edit of the timeline leaves a schedule tvpower accepts."""
-    document = {k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS}
     with tempfile.TemporaryDirectory(prefix="tvpower-scenario-") as workdir:
         trial = Path(workdir) / "schedule.yaml"
         for index, action in enumerate(actions):
