@@ -72,7 +72,7 @@ def test_explore_what_if_keeps_an_unquoted_off(tmp_path: Path) -> None:
         for output in cell.get("outputs", [])
         if output.output_type == "stream"
     ]
-    assert "removed event 'open-house'\n" in printed
+    assert "what if: {'cancel': 'open-house'}\n" in printed
 
 
 def test_verify_passes_the_shipped_scenarios(tmp_path: Path) -> None:

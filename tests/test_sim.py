@@ -110,6 +110,14 @@ def test_broken_expectation_exits_1_and_writes_csvs(
     assert set(violations["check"]) == {"expect"}
     for name in ("received", "power"):
         assert (tmp_path / f"sim-broken-expectation-{name}.csv").is_file()
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary[["scenario", "passed", "violations"]].to_dict("records") == [
+        {
+            "scenario": "sim-broken-expectation",
+            "passed": False,
+            "violations": len(violations),
+        }
+    ]
 
 
 @pytest.mark.parametrize(

@@ -122,3 +122,44 @@ async def test_a_run_over_its_time_budget_ends_as_a_harness_problem(
     assert list(harness["detail"]) == ["not done within 1e-06 s of real time"]
     # Ended at its first step: nothing was received after the start.
     assert result.received["at"].max() == pd.Timestamp("2026-03-02T09:00:00Z")
+
+
+NO_OFF_OVER_AN_END = """\
+timezone: UTC
+grace_seconds: 30
+ttl_seconds: 600
+clients: {tv: {}}
+events:
+  - {id: e1, client: tv, start: 2026-03-02T10:00:00Z, end: 2026-03-02T11:00:00Z}
+simulation: {start: 2026-03-02T09:00:00Z, end: 2026-03-02T13:00:00Z}
+expect:
+  - {client: tv, no_off_between: [2026-03-02T10:30:00Z, 2026-03-02T12:00:00Z]}
+"""
+
+
+async def test_a_broken_no_off_names_each_off_intent_once(tmp_path: Path) -> None:
+    path = tmp_path / "no-off-over-an-end.yaml"
+    path.write_text(NO_OFF_OVER_AN_END)
+
+    result = await simulate(path)
+
+    expect = result.violations[result.violations["check"] == "expect"]
+    received = result.received
+    offs = received[
+        (received["desired_state"] == "off")
+        & (received["at"] >= pd.Timestamp("2026-03-02T11:00:00Z"))
+        & (received["at"] < pd.Timestamp("2026-03-02T12:00:00Z"))
+    ]
+    # The off of 11:00 and its refreshes every five minutes, all one intent.
+    assert offs["intent_id"].nunique() == 1
+    assert len(offs) == 12
+    intent_id = offs["intent_id"].iloc[0]
+    assert expect[["at", "detail"]].to_dict("records") == [
+        {
+            "at": pd.Timestamp("2026-03-02T11:00:00Z"),
+            "detail": f"expect[0]: off intent {intent_id} received "
+            "(12 times, the last at 2026-03-02T11:55:00Z)",
+        },
+        {"at": pd.Timestamp("2026-03-02T11:00:30Z"), "detail": "expect[0]: TV off"},
+    ]
+    assert set(result.violations["check"]) == {"expect"}

@@ -9,8 +9,11 @@ checks the run.
 
 The parts: :mod:`~tvpower.sim.scenario` reads scenario files,
 :mod:`~tvpower.sim.fleet` simulates the clients, :mod:`~tvpower.sim.run`
-drives a run, :mod:`~tvpower.sim.verify` checks it; ``python -m tvpower.sim``
-is the entry point.
+drives a run, :mod:`~tvpower.sim.verify` checks it,
+:mod:`~tvpower.sim.tables` summarizes runs and writes their tables,
+:mod:`~tvpower.sim.whatif` asks the engine what a change of the schedule
+would change;
+``python -m tvpower.sim`` is the entry point.
 """
 
 from __future__ import annotations
@@ -24,9 +27,21 @@ import pandas as pd
 
 from tvpower.sim.run import record
 from tvpower.sim.scenario import Scenario, load_scenario
+from tvpower.sim.tables import summarize, write_tables
 from tvpower.sim.verify import verify
+from tvpower.sim.whatif import WhatIf, what_if
 
-__all__ = ["Scenario", "SimResult", "load_scenario", "run_scenario", "simulate"]
+__all__ = [
+    "Scenario",
+    "SimResult",
+    "WhatIf",
+    "load_scenario",
+    "run_scenario",
+    "simulate",
+    "summarize",
+    "what_if",
+    "write_tables",
+]
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-import pandas as pd
 from tqdm import tqdm
 
 from tvpower.cli import configure_logging, run_cli
 from tvpower.errors import UsageError
-from tvpower.sim import SimResult, load_scenario, simulate
+from tvpower.sim import load_scenario, simulate
+from tvpower.sim.tables import summarize, utc_text, write_tables
 
 PROG = "python -m tvpower.sim"
 _PROGRESS_FROM = 3
@@ -35,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     parser.add_argument(
-        "--out", type=Path, help="write the received, power and violations tables here"
+        "--out",
+        type=Path,
+        help="write the summary and each scenario's received, power and violations "
+        "tables into this directory",
     )
     parser.add_argument(
         "--format",
@@ -46,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(paths: list[Path], out: Path | None, file_format: str) -> int:
+def _run(
+    paths: list[Path], out: Path | None, file_format: Literal["csv", "parquet"]
+) -> int:
     configure_logging(level=logging.WARNING)
     names = [load_scenario(path).name for path in paths]  # all checked first
     if out is not None:
@@ -57,26 +63,14 @@ def _run(paths: list[Path], out: Path | None, file_format: str) -> int:
         asyncio.run(simulate(path))
         for path in tqdm(paths, desc="scenarios", unit="scenario", disable=quiet)
     ]
-    print(_summary(results).to_string(index=False))
+    print(summarize(results).to_string(index=False))
     for result in results:
         for v in result.violations.itertuples():
-            at = _utc_text(v.at)
+            at = utc_text(v.at)
             print(f"{result.scenario}: {v.check} {v.client_id} {at}: {v.detail}")
-        if out is not None:
-            _write(result, out, file_format)
+    if out is not None:
+        write_tables(results, out, file_format)
     return 0 if all(r.passed for r in results) else 1
-
-
-def _summary(results: list[SimResult]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "scenario": [r.scenario for r in results],
-            "clients": [r.clients for r in results],
-            "intents received": [len(r.received) for r in results],
-            "violations": [len(r.violations) for r in results],
-            "seconds": [round(r.seconds, 1) for r in results],
-        }
-    )
 
 
 def _check_out(out: Path, names: list[str]) -> None:
@@ -93,26 +87,6 @@ def _check_out(out: Path, names: list[str]) -> None:
         raise UsageError(f"--out: cannot make {out}: {error.strerror}") from error
     if not os.access(out, os.W_OK):
         raise UsageError(f"--out: cannot write into {out}")
-
-
-def _write(result: SimResult, out: Path, file_format: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("received", "power", "violations"):
-        frame: pd.DataFrame = getattr(result, name)
-        path = out / f"{result.scenario}-{name}.{file_format}"
-        if file_format == "parquet":
-            frame.to_parquet(path, index=False)
-        else:
-            frame.to_csv(path, index=False, date_format=_CSV_TIME)
-
-
-# Instants in CSV as everywhere else in tvpower: UTC with Z (the
-# simulated clock moves in whole seconds).
-_CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def _utc_text(instant: object) -> str:
-    return pd.Timestamp(instant).tz_convert("UTC").strftime(_CSV_TIME)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

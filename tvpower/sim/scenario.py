@@ -36,8 +36,8 @@ __all__ = ["Action", "Expectation", "Scenario", "load_scenario"]
 _KEYS = ("schedule", *SCENARIO_KEYS)
 _SIMULATION_KEYS = ("start", "end", "group_topics", "expiry_policy", "on_expiry")
 _CLIENT_ACTIONS = ("disconnect", "reconnect", "join")
-_EVENT_ACTIONS = ("cancel", "edit", "add")
-ACTIONS = (*_CLIENT_ACTIONS, "restart", "stop", "start", *_EVENT_ACTIONS)
+EVENT_ACTIONS = ("cancel", "edit", "add")
+ACTIONS = (*_CLIENT_ACTIONS, "restart", "stop", "start", *EVENT_ACTIONS)
 RESTARTABLE = ("publisher", "broker")
 #: The publisher's expiry policies (``--expiry-policy``).
 EXPIRY_POLICIES = ("ttl", "window")
@@ -103,7 +103,7 @@ class Scenario:
     @property
     def edits(self) -> bool:
         """Whether the schedule changes during the run."""
-        return any(a.kind in _EVENT_ACTIONS for a in self.actions)
+        return any(a.kind in EVENT_ACTIONS for a in self.actions)
 
     @property
     def outages(self) -> tuple[tuple[datetime, datetime], ...]:
@@ -426,22 +426,23 @@ def _action(
                 field=kind,
             )
         return Action(at, kind, value, {})
+    return event_action(at, kind, value, path, entry, known_events)
+
+
+def event_action(
+    at: datetime, kind: str, value: Any, path: Path, entry: str, known: set[Any]
+) -> Action:
+    """A ``cancel``, ``edit`` or ``add`` of the events ``known`` then (updated)."""
     if kind == "cancel":
-        if not isinstance(value, str) or value not in known_events:
+        if not isinstance(value, str) or value not in known:
             raise ScheduleError(
                 str(path),
                 f"expected the id of an event in the schedule then, got {value!r}",
                 entry=entry,
                 field=kind,
             )
-        known_events.discard(value)
+        known.discard(value)
         return Action(at, kind, value, {})
-    return _event_action(at, kind, value, path, entry, known_events)
-
-
-def _event_action(
-    at: datetime, kind: str, value: Any, path: Path, entry: str, known: set[Any]
-) -> Action:
     if not isinstance(value, dict) or not isinstance(value.get("id"), str):
         raise ScheduleError(
             str(path),
@@ -508,21 +509,39 @@ def _try_edits(
     with tempfile.TemporaryDirectory(prefix="tvpower-scenario-") as workdir:
         trial = Path(workdir) / "schedule.yaml"
         for index, action in enumerate(actions):
-            if action.kind not in _EVENT_ACTIONS:
+            if action.kind not in EVENT_ACTIONS:
                 continue
             document = edited(document, action)
-            absolute = with_absolute_calendars(document, schedule_path.parent)
-            trial.write_text(yaml.safe_dump(absolute, sort_keys=False))
-            try:
-                load_schedule(trial)
-            except ScheduleError as error:
-                where = ": ".join(x for x in (error.entry, error.field) if x)
-                raise ScheduleError(
-                    str(path),
-                    f"the schedule after it is not valid: {where}: {error.reason}",
-                    entry=f"timeline[{index}]",
-                    field=action.kind,
-                ) from error
+            where = (str(path), f"timeline[{index}]", action.kind)
+            load_edited(document, schedule_path, trial, where=where)
+
+
+def load_edited(
+    document: Mapping[str, Any],
+    schedule_path: Path,
+    trial: Path,
+    *,
+    where: tuple[str, str, str],
+) -> Schedule:
+    """Load an edited raw schedule, written to ``trial``, as if at ``schedule_path``.
+
+    A schedule tvpower would reject is a :class:`ScheduleError` of the
+    edit, at ``where`` (file, entry, field), quoting what the schedule
+    loader said.
+    """
+    absolute = with_absolute_calendars(document, schedule_path.parent)
+    trial.write_text(yaml.safe_dump(absolute, sort_keys=False))
+    try:
+        return load_schedule(trial)
+    except ScheduleError as error:
+        inside = ": ".join(x for x in (error.entry, error.field) if x)
+        path, entry, field = where
+        raise ScheduleError(
+            path,
+            f"the schedule after it is not valid: {inside}: {error.reason}",
+            entry=entry,
+            field=field,
+        ) from error
 
 
 def _check_client_action(

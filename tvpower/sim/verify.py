@@ -33,6 +33,7 @@ from tvpower.engine import compute_timeline
 from tvpower.sim.fleet import EXPIRED, Receipt, client_topic
 from tvpower.sim.run import Recording, Violation
 from tvpower.sim.scenario import Expectation
+from tvpower.sim.tables import utc_text
 
 __all__ = [
     "POWER_COLUMNS",
@@ -310,8 +311,12 @@ def _no_off(
     off = mine[
         (mine["desired_state"] == "off") & (mine["at"] >= lo) & (mine["at"] < hi)
     ]
-    for at in off["at"]:
-        rows.append(("expect", client_id, at, where + "off intent received"))
+    # One row per intent: its refreshes repeat it, and would only add noise.
+    for intent_id, copies in off.groupby("intent_id", sort=False)["at"]:
+        detail = f"{where}off intent {intent_id} received"
+        if len(copies) > 1:
+            detail += f" ({len(copies)} times, the last at {utc_text(copies.max())})"
+        rows.append(("expect", client_id, copies.min(), detail))
     dark = tv[(tv["power"] == "off") & (tv["start"] < hi) & (tv["end"] > lo)]
     for start in dark["start"]:
         rows.append(("expect", client_id, max(start, lo), where + "TV off"))
