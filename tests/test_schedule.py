@@ -479,7 +479,7 @@ BAD_INPUT = {
         "- timezone: UTC\n",
         "schedule.yaml: expected a mapping with the keys clients, events, "
         "grace_seconds, groups, lead_seconds, merge_gap, timezone, ttl_seconds, "
-        "got a list",
+        "got [{'timezone': 'UTC'}]",
     ),
     "empty file": (
         "",
@@ -536,13 +536,27 @@ BAD_INPUT = {
         "schedule.yaml: events[0] (id 'talk'): field 'exdates[0]': expected an ISO "
         "8601 date and time like '2019-03-05T14:00:00+01:00', got 'tomorrow'",
     ),
+    # Nine levels of ten aliases each: a billion nodes from a few hundred bytes.
+    "aliases that blow the file up": (
+        BASE
+        + "merge_gap: [&a0 [x, x, x, x, x, x, x, x, x, x]"
+        + "".join(f", &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9))
+        + "]\n",
+        "schedule.yaml: invalid YAML at line 1, column 1: aliases expand the "
+        "document to 1,234,567,911 nodes, more than 100,000 beyond its own",
+    ),
+    "an alias inside the node it names": (
+        BASE + "merge_gap: &loop [1, *loop]\n",
+        "schedule.yaml: invalid YAML at line 5, column 12: an alias inside the "
+        "node it names",
+    ),
     "events not a list": (
         BASE + "events: {}\n",
-        "schedule.yaml: field 'events': expected a list of events, got a mapping",
+        "schedule.yaml: field 'events': expected a list of events, got {}",
     ),
     "an event that is no mapping": (
         BASE + "events:\n  - [talk]\n",
-        "schedule.yaml: events[0]: expected a mapping, got a list",
+        "schedule.yaml: events[0]: expected a mapping, got ['talk']",
     ),
     # Ids that would break the MQTT connection of the whole fleet.
     "client id with a C0 control character": (

@@ -326,17 +326,18 @@ INLINE = (
         (
             INLINE + "ttl_seconds: 60\nsimulation: {start: 2026-03-01T00:00:00Z, "
             "end: 2026-03-20T00:00:00Z}\n",
-            "simulation: field 'end': refreshes every 30 s over this span make "
-            "54,720 steps, more than 15,000: shorten the span or raise ttl_seconds",
+            "simulation: field 'end': transitions and refreshes every 30 s over "
+            "this span make 54,720 steps, more than 15,000: shorten the span or "
+            "raise ttl_seconds",
         ),
         (
             "timezone: UTC\nclients: {"
             + ", ".join(f"tv{n}: {{}}" for n in range(400))
             + "}\nsimulation: {start: 2026-03-02T00:00:00Z, "
             "end: 2026-03-04T00:00:00Z}\n",
-            "simulation: field 'end': 400 clients refreshed every 300 s over this "
-            "span make 230,400 publishes, more than 200,000: shorten the span or "
-            "raise ttl_seconds",
+            "simulation: field 'end': 400 clients' transitions and refreshes every "
+            "300 s over this span make 230,400 publishes, more than 200,000: "
+            "shorten the span, raise ttl_seconds or simulate fewer clients",
         ),
     ],
     ids=[
@@ -528,6 +529,25 @@ def test_an_out_that_cannot_take_the_tables_is_refused_before_any_run(
         "python -m tvpower.sim: error: --out: two scenarios named "
         "sim-broken-expectation: their tables would overwrite each other",
     ]
+
+
+def test_a_table_that_cannot_be_written_is_one_line_after_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
+) -> None:
+    # Found only when writing: a directory where a table's file would go.
+    blocked = tmp_path / "out" / "sim-broken-expectation-power.csv"
+    blocked.mkdir(parents=True)
+
+    status = main([str(BROKEN), "--out", str(tmp_path / "out")])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "sim-broken-expectation" in captured.out  # the summary came first
+    assert captured.err == (
+        f"python -m tvpower.sim: error: --out: cannot write {blocked}: "
+        "Is a directory\n"
+    )
+    assert (tmp_path / "out" / "summary.csv").is_file()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -222,18 +223,30 @@ class _Entry:
 _EXCERPT = 80
 
 
-def _describe(value: object) -> str:
-    """How an error message shows a value that the file gave: short, one line."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
+def describe(value: object) -> str:
+    """How an error message shows a value that the file gave: short, one line.
+
+    Containers are shown only as deep and as long as a line allows (a YAML
+    alias can make a small file hold a huge one); longer, they are named.
+    """
     if value is None:
         return "nothing (null)"
     if isinstance(value, str):
         return _excerpt(value)
-    text = repr(value)
-    return text if len(text) <= _EXCERPT else f"{text[: _EXCERPT - 3]}..."
+    text = _SHORT.repr(value)
+    if len(text) <= _EXCERPT:
+        return text
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{text[: _EXCERPT - 3]}..."
+
+
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel = 3
+_SHORT.maxdict = _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = 4
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = _EXCERPT
 
 
 def _excerpt(text: str) -> str:
@@ -275,6 +288,10 @@ _BOOL_TAG = "tag:yaml.org,2002:bool"
 _MAX_YAML_DEPTH = 50
 #: Files are read whole; a device like /dev/zero must not fill the memory.
 _MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Anchors may repeat a node, but not blow a small file up into a huge
+#: document ("billion laughs"): the nodes a reader would see, aliases
+#: expanded, may be at most this many more than the file's own.
+_MAX_ALIAS_EXPANSION = 100_000
 
 
 class ScheduleLoader(yaml.SafeLoader):
@@ -308,6 +325,12 @@ class ScheduleLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None:
+            _check_aliases(node)
+        return node
+
     def construct_mapping(
         self, node: yaml.MappingNode, deep: bool = False
     ) -> dict[Hashable, Any]:
@@ -324,6 +347,57 @@ class ScheduleLoader(yaml.SafeLoader):
                 )
             seen.add(key_node.value)
         return super().construct_mapping(node, deep)
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """No alias inside the node it names, and no blow-up by aliases.
+
+    One pass over the distinct nodes, depth first without recursion (aliased
+    nodes can chain deeper than Python's stack), counting each node's size
+    with its aliases expanded.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias inside the node it names", node.start_mark
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise yaml.composer.ComposerError(
+                    None, None, "an alias inside the node it names", child.start_mark
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+    if sizes[id(root)] > len(sizes) + _MAX_ALIAS_EXPANSION:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"aliases expand the document to {sizes[id(root)]:,} nodes, more than "
+            f"{_MAX_ALIAS_EXPANSION:,} beyond its own",
+            root.start_mark,
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 ScheduleLoader.yaml_implicit_resolvers = {
@@ -374,7 +448,7 @@ def read_yaml_mapping(
     except ValueError as error:  # e.g. an integer of more than 4300 digits
         raise top.error(f"invalid YAML: {_one_line(str(error))}") from error
     if not isinstance(document, dict):
-        found = "an empty file" if document is None else _describe(document)
+        found = "an empty file" if document is None else describe(document)
         raise top.error(f"expected {expected}, got {found}")
     return document
 
@@ -439,7 +513,7 @@ def _mapping(value: Any, entry: _Entry, field: str | None = None) -> dict[str, A
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise entry.error(f"expected a mapping, got {_describe(value)}", field)
+        raise entry.error(f"expected a mapping, got {describe(value)}", field)
     return value
 
 
@@ -469,7 +543,7 @@ def _zone(value: Any, entry: _Entry, field: str) -> ZoneInfo:
             return ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             pass  # a name that is no zone: reported below like any bad value
-    raise entry.error(f"expected {_ZONE_EXPECTED}, got {_describe(value)}", field)
+    raise entry.error(f"expected {_ZONE_EXPECTED}, got {describe(value)}", field)
 
 
 def _seconds(
@@ -502,7 +576,7 @@ def _seconds(
     )
     if iso:
         expected += " or an ISO 8601 duration like 'PT15M'"
-    raise entry.error(f"expected {expected}, got {_describe(value)}", field)
+    raise entry.error(f"expected {expected}, got {describe(value)}", field)
 
 
 def _iso_duration_seconds(text: str) -> int | None:
@@ -519,14 +593,14 @@ def _iso_duration_seconds(text: str) -> int | None:
 def _bool(value: Any, entry: _Entry, field: str) -> bool:
     """A YAML true or false."""
     if not isinstance(value, bool):
-        raise entry.error(f"expected true or false, got {_describe(value)}", field)
+        raise entry.error(f"expected true or false, got {describe(value)}", field)
     return value
 
 
 def _text(value: Any, entry: _Entry, field: str) -> str:
     """A non-empty string."""
     if not isinstance(value, str) or not value:
-        raise entry.error(f"expected a non-empty string, got {_describe(value)}", field)
+        raise entry.error(f"expected a non-empty string, got {describe(value)}", field)
     return value
 
 
@@ -541,7 +615,7 @@ def _topic_level(value: Any, entry: _Entry, field: str | None, kind: str) -> str
     if isinstance(value, str) and _is_topic_level(value):
         return value
 
-    found = _describe(value)
+    found = describe(value)
     size = _utf8_size(value) if isinstance(value, str) else None
     if size is not None and size > MAX_ID_BYTES:
         found += f" ({size} bytes)"
@@ -596,11 +670,11 @@ def _instant(value: Any, zone: ZoneInfo, entry: _Entry, field: str) -> datetime:
     if moment is None:
         raise entry.error(
             "expected an ISO 8601 date and time like '2019-03-05T14:00:00+01:00', "
-            f"got {_describe(value)}",
+            f"got {describe(value)}",
             field,
         )
     if not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
-        raise entry.error(f"expected {_INSTANT_RANGE}, got {_describe(value)}", field)
+        raise entry.error(f"expected {_INSTANT_RANGE}, got {describe(value)}", field)
     return moment
 
 
@@ -751,7 +825,7 @@ def _client_list(value: Any, entry: _Entry) -> list[str]:
         return []
     if not isinstance(value, list):
         raise entry.error(
-            f"expected a list of client ids, got {_describe(value)}", "clients"
+            f"expected a list of client ids, got {describe(value)}", "clients"
         )
     return [_client_id(item, entry, "clients") for item in value]
 
@@ -769,7 +843,7 @@ def _named_group(
     if not isinstance(named, str) or named not in groups_raw:
         raise entry.error(
             f"expected a declared group ({_listing(groups_raw)}), "
-            f"got {_describe(named)}",
+            f"got {describe(named)}",
             "group",
         )
     if listed_in is not None and named != listed_in:
@@ -861,7 +935,7 @@ def _calendars(
         return ()
     if not isinstance(value, list):
         raise entry.error(
-            f"expected a list of calendar paths, got {_describe(value)}", "calendars"
+            f"expected a list of calendar paths, got {describe(value)}", "calendars"
         )
     return tuple(
         _calendar(
@@ -903,7 +977,7 @@ class _CalendarFile:
     def error(self, reason: str) -> ScheduleError:
         """The error for a calendar file that cannot be read or parsed."""
         return self.entry.error(
-            f"expected a readable iCalendar file, got {_describe(self.given)}"
+            f"expected a readable iCalendar file, got {describe(self.given)}"
             f"{self._where()}: {reason}",
             "calendars",
         )
@@ -911,7 +985,7 @@ class _CalendarFile:
     def event_error(self, event: str, problem: str) -> ScheduleError:
         """The error for one bad event of a calendar file."""
         return self.entry.error(
-            f"calendar file {_describe(self.given)}{self._where()}: {event}: {problem}",
+            f"calendar file {describe(self.given)}{self._where()}: {event}: {problem}",
             "calendars",
         )
 
@@ -1024,7 +1098,7 @@ def _ical_text(value: Any) -> str:
     text = item.to_ical() if hasattr(item, "to_ical") else str(item)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return _describe(text)
+    return describe(text)
 
 
 def _length_problem(component: Any, floating: ZoneInfo) -> str | None:
@@ -1111,7 +1185,7 @@ def _events(
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise top.error(f"expected a list of events, got {_describe(value)}", "events")
+        raise top.error(f"expected a list of events, got {describe(value)}", "events")
     events: dict[str, Event] = {}
     for index, raw in enumerate(value):
         event = _event(index, raw, groups, clients, top)
@@ -1188,7 +1262,7 @@ def _declared(
     """The group or client that an event names."""
     if not isinstance(value, str) or value not in known:
         raise entry.error(
-            f"expected a declared {field} ({_listing(known)}), got {_describe(value)}",
+            f"expected a declared {field} ({_listing(known)}), got {describe(value)}",
             field,
         )
     return known[value]
@@ -1219,9 +1293,7 @@ def _rrule(raw: Mapping[str, Any], start: datetime, entry: _Entry) -> str | None
         return None
     value = raw["rrule"]
     if not isinstance(value, str):
-        raise entry.error(
-            f"expected {_RRULE_EXPECTED}, got {_describe(value)}", "rrule"
-        )
+        raise entry.error(f"expected {_RRULE_EXPECTED}, got {describe(value)}", "rrule")
     try:
         parts = dict(icalendar.vRecur.from_ical(value))
         if "FREQ" not in parts:
@@ -1229,12 +1301,12 @@ def _rrule(raw: Mapping[str, Any], start: datetime, entry: _Entry) -> str | None
         rrulestr(value, dtstart=start)
     except (ValueError, TypeError) as error:
         raise entry.error(
-            f"expected {_RRULE_EXPECTED}, got {_describe(value)}: "
+            f"expected {_RRULE_EXPECTED}, got {describe(value)}: "
             f"{_one_line(str(error))}",
             "rrule",
         ) from error
 
-    problem = _rule_problem(parts, _describe(value)) or _until_problem(parts, start)
+    problem = _rule_problem(parts, describe(value)) or _until_problem(parts, start)
     if problem is not None:
         raise entry.error(problem, "rrule")
     return value
@@ -1343,7 +1415,7 @@ def _exdates(
         raise entry.error("allowed only together with 'rrule'", "exdates")
     if not isinstance(value, list):
         raise entry.error(
-            f"expected a list of date-times, got {_describe(value)}", "exdates"
+            f"expected a list of date-times, got {describe(value)}", "exdates"
         )
     return tuple(
         _instant(item, zone, entry, f"exdates[{index}]")
@@ -1360,13 +1432,13 @@ def _desired_state(
     value = raw["desired_state"]
     if owner_kind != "client":
         raise entry.error(
-            f"allowed only on client events (overrides), got {_describe(value)} "
+            f"allowed only on client events (overrides), got {describe(value)} "
             "on a group event",
             "desired_state",
         )
     state = _DESIRED_STATES.get(value) if isinstance(value, str) else None
     if state is None:
         raise entry.error(
-            f"expected 'on' or 'off', got {_describe(value)}", "desired_state"
+            f"expected 'on' or 'off', got {describe(value)}", "desired_state"
         )
     return state

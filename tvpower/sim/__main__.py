@@ -69,7 +69,13 @@ def _run(
             at = utc_text(v.at)
             print(f"{result.scenario}: {v.check} {v.client_id} {at}: {v.detail}")
     if out is not None:
-        write_tables(results, out, file_format)
+        try:
+            write_tables(results, out, file_format)
+        except OSError as error:
+            where = error.filename or out
+            raise UsageError(
+                f"--out: cannot write {where}: {error.strerror or error}"
+            ) from error
     return 0 if all(r.passed for r in results) else 1
 
 

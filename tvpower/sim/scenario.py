@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 
-from tvpower.engine import REASONS
+from tvpower.engine import REASONS, compute_timeline
 from tvpower.errors import ScheduleError
 from tvpower.publisher import ExpiryPolicy
 
@@ -27,6 +29,7 @@ from tvpower.schedule import (
     LATEST_INSTANT,
     SCENARIO_KEYS,
     Schedule,
+    describe,
     load_schedule,
     read_yaml_mapping,
 )
@@ -47,13 +50,14 @@ ON_EXPIRY = ("keep", "off")
 #: The longest simulated span: the stepped clock stops at every refresh
 #: (half the TTL), and a run takes a bounded number of steps.
 MAX_SPAN = timedelta(days=62)
-#: The most refresh publishes a run may take (clients x span / half the
-#: TTL): the embedded broker moves about a thousand a second.
-MAX_REFRESHES = 200_000
-#: The most refresh instants a run may step through (a run stops after
-#: 20,000 steps of any kind).
-MAX_REFRESH_STEPS = 15_000
+#: The most publishes to clients' topics a run may take, transitions and
+#: refreshes: the embedded broker moves about a thousand a second.
+MAX_PUBLISHES = 200_000
+#: The most instants a run may step through for transitions and refreshes
+#: (the harness stops a run after 20,000 steps of any kind).
+MAX_STEPS = 15_000
 STATES = ("on", "off")
+_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -260,24 +264,36 @@ def _check_inside(
 
 
 def _check_work(schedule: Schedule, start: datetime, end: datetime, path: Path) -> None:
-    """Refuse a run that would take hours: every client is refreshed every half TTL."""
-    refreshes = int((end - start).total_seconds() // (schedule.ttl_seconds / 2))
-    if refreshes > MAX_REFRESH_STEPS:
+    """Refuse a run that would take hours, before it starts.
+
+    The stepped clock stops at every transition and every refresh, and each
+    client's intent is published at its transitions and again every half
+    TTL: both counted from the engine's segments over the span.
+    """
+    half = schedule.ttl_seconds / 2
+    span = (int(start.timestamp()) * _NS, int(end.timestamp()) * _NS)
+    segments = compute_timeline(schedule, start, end).client_segments(*span)
+    seconds = (segments["end"] - segments["start"]).to_numpy() / _NS
+    publishes = np.ceil(seconds / half)
+    # Clients whose segments start together refresh together.
+    longest = pd.Series(seconds).groupby(segments["start"].to_numpy()).max()
+    steps = int(np.ceil(longest.to_numpy() / half).sum())
+    made = f"refreshes every {schedule.ttl_seconds // 2} s"
+    if steps > MAX_STEPS:
         raise ScheduleError(
             str(path),
-            f"refreshes every {schedule.ttl_seconds // 2} s over this span make "
-            f"{refreshes:,} steps, more than {MAX_REFRESH_STEPS:,}: shorten the "
-            "span or raise ttl_seconds",
+            f"transitions and {made} over this span make {steps:,} steps, "
+            f"more than {MAX_STEPS:,}: shorten the span or raise ttl_seconds",
             entry="simulation",
             field="end",
         )
-    if refreshes * len(schedule.clients) > MAX_REFRESHES:
+    total = int(publishes.sum())
+    if total > MAX_PUBLISHES:
         raise ScheduleError(
             str(path),
-            f"{len(schedule.clients)} clients refreshed every "
-            f"{schedule.ttl_seconds // 2} s over this span make "
-            f"{refreshes * len(schedule.clients):,} publishes, more than "
-            f"{MAX_REFRESHES:,}: shorten the span or raise ttl_seconds",
+            f"{len(schedule.clients):,} clients' transitions and {made} over this "
+            f"span make {total:,} publishes, more than {MAX_PUBLISHES:,}: shorten "
+            "the span, raise ttl_seconds or simulate fewer clients",
             entry="simulation",
             field="end",
         )
@@ -292,7 +308,7 @@ def _choice(
         words = " or ".join(str(c).lower() for c in choices)
         raise ScheduleError(
             str(path),
-            f"expected {words}, got {value!r}",
+            f"expected {words}, got {describe(value)}",
             entry="simulation",
             field=key,
         )
@@ -320,7 +336,7 @@ def _text(raw: Mapping[str, Any], key: str, path: Path, entry: str | None) -> st
     if not isinstance(value, str) or not value:
         raise ScheduleError(
             str(path),
-            f"expected a non-empty string, got {value!r}",
+            f"expected a non-empty string, got {describe(value)}",
             entry=entry,
             field=key,
         )
@@ -336,13 +352,18 @@ def _instant(value: Any, path: Path, entry: str | None, field: str) -> datetime:
     except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 in UTC
         pass
     raise ScheduleError(
-        str(path), f"expected {expected}, got {value!r}", entry=entry, field=field
+        str(path),
+        f"expected {expected}, got {describe(value)}",
+        entry=entry,
+        field=field,
     )
 
 
 def _list(value: Any, path: Path, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise ScheduleError(str(path), f"expected a list, got {value!r}", field=field)
+        raise ScheduleError(
+            str(path), f"expected a list, got {describe(value)}", field=field
+        )
     return value
 
 
@@ -396,7 +417,9 @@ def _action(
     raw: Any, path: Path, entry: str, schedule: Schedule, known_events: set[Any]
 ) -> Action:
     if not isinstance(raw, dict):
-        raise ScheduleError(str(path), f"expected a mapping, got {raw!r}", entry=entry)
+        raise ScheduleError(
+            str(path), f"expected a mapping, got {describe(raw)}", entry=entry
+        )
     at = _instant(raw.get("at"), path, entry, "at")
     kinds = [k for k in raw if k != "at"]
     if len(kinds) != 1 or kinds[0] not in ACTIONS:
@@ -421,7 +444,7 @@ def _action(
         if value not in (RESTARTABLE if kind == "restart" else ("publisher",)):
             raise ScheduleError(
                 str(path),
-                f"expected {expected}, got {value!r}",
+                f"expected {expected}, got {describe(value)}",
                 entry=entry,
                 field=kind,
             )
@@ -437,7 +460,8 @@ def event_action(
         if not isinstance(value, str) or value not in known:
             raise ScheduleError(
                 str(path),
-                f"expected the id of an event in the schedule then, got {value!r}",
+                "expected the id of an event in the schedule then, "
+                f"got {describe(value)}",
                 entry=entry,
                 field=kind,
             )
@@ -446,21 +470,23 @@ def event_action(
     if not isinstance(value, dict) or not isinstance(value.get("id"), str):
         raise ScheduleError(
             str(path),
-            f"expected a mapping with an id, got {value!r}",
+            f"expected a mapping with an id, got {describe(value)}",
             entry=entry,
             field=kind,
         )
     if kind == "edit" and value["id"] not in known:
         raise ScheduleError(
             str(path),
-            f"expected the id of an event in the schedule then, got {value['id']!r}",
+            "expected the id of an event in the schedule then, "
+            f"got {describe(value['id'])}",
             entry=entry,
             field="edit.id",
         )
     if kind == "add" and value["id"] in known:
         raise ScheduleError(
             str(path),
-            f"expected a new event id, got {value['id']!r}, which is in the schedule",
+            f"expected a new event id, got {describe(value['id'])}, "
+            "which is in the schedule",
             entry=entry,
             field="add.id",
         )
@@ -567,7 +593,7 @@ def _client(value: Any, path: Path, entry: str, field: str, schedule: Schedule) 
     if not isinstance(value, str) or value not in schedule.clients:
         raise ScheduleError(
             str(path),
-            f"expected a client of {schedule.path}, got {value!r}",
+            f"expected a client of {schedule.path}, got {describe(value)}",
             entry=entry,
             field=field,
         )
@@ -582,7 +608,7 @@ def _expectations(
         entry = f"expect[{index}]"
         if not isinstance(raw, dict):
             raise ScheduleError(
-                str(path), f"expected a mapping, got {raw!r}", entry=entry
+                str(path), f"expected a mapping, got {describe(raw)}", entry=entry
             )
         unknown = sorted(
             set(raw) - {"client", "at", "state", "reason", "no_off_between"}, key=str
@@ -616,7 +642,7 @@ def _expectation(
         if not isinstance(between, list) or len(between) != 2:
             raise ScheduleError(
                 str(path),
-                f"expected [START, END], got {between!r}",
+                f"expected [START, END], got {describe(between)}",
                 entry=entry,
                 field="no_off_between",
             )
@@ -634,13 +660,16 @@ def _expectation(
     state = raw.get("state")
     if state is not None and state not in STATES:
         raise ScheduleError(
-            str(path), f"expected on or off, got {state!r}", entry=entry, field="state"
+            str(path),
+            f"expected on or off, got {describe(state)}",
+            entry=entry,
+            field="state",
         )
     reason = raw.get("reason")
     if reason is not None and reason not in REASONS:
         raise ScheduleError(
             str(path),
-            f"expected one of {', '.join(REASONS)}, got {reason!r}",
+            f"expected one of {', '.join(REASONS)}, got {describe(reason)}",
             entry=entry,
             field="reason",
         )
