@@ -544,8 +544,7 @@ def test_a_table_that_cannot_be_written_is_one_line_after_the_summary(
     assert status == 2
     assert "sim-broken-expectation" in captured.out  # the summary came first
     assert captured.err == (
-        f"python -m tvpower.sim: error: --out: cannot write {blocked}: "
-        "Is a directory\n"
+        f"python -m tvpower.sim: error: --out: cannot write {blocked}: Is a directory\n"
     )
     assert (tmp_path / "out" / "summary.csv").is_file()
 
