@@ -65,10 +65,11 @@ class SimResult:
         return self.violations.empty
 
 
-async def simulate(path: str | Path) -> SimResult:
-    """Run the scenario file ``path`` in the running event loop and check it."""
+async def simulate(scenario: str | Path | Scenario) -> SimResult:
+    """Run a scenario (a file, or one loaded) in the running event loop; check it."""
     began = time.monotonic()
-    scenario = load_scenario(path)
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
     recording = await record(scenario)
     verdict = verify(recording)
     return SimResult(
@@ -81,6 +82,6 @@ async def simulate(path: str | Path) -> SimResult:
     )
 
 
-def run_scenario(path: str | Path) -> SimResult:
-    """Run the scenario file ``path`` in an event loop of its own."""
-    return asyncio.run(simulate(path))
+def run_scenario(scenario: str | Path | Scenario) -> SimResult:
+    """Run a scenario (a file, or one loaded) in an event loop of its own."""
+    return asyncio.run(simulate(scenario))

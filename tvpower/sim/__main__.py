@@ -54,14 +54,16 @@ def _run(
     paths: list[Path], out: Path | None, file_format: Literal["csv", "parquet"]
 ) -> int:
     configure_logging(level=logging.WARNING)
-    names = [load_scenario(path).name for path in paths]  # all checked first
+    scenarios = [load_scenario(path) for path in paths]  # all checked first
     if out is not None:
-        _check_out(out, names)
+        _check_out(out, [s.name for s in scenarios])
     # A progress bar on a terminal when there are many; never in a pipe.
     quiet = len(paths) < _PROGRESS_FROM or not sys.stderr.isatty()
     results = [
-        asyncio.run(simulate(path))
-        for path in tqdm(paths, desc="scenarios", unit="scenario", disable=quiet)
+        asyncio.run(simulate(scenario))
+        for scenario in tqdm(
+            scenarios, desc="scenarios", unit="scenario", disable=quiet
+        )
     ]
     print(summarize(results).to_string(index=False))
     for result in results:
