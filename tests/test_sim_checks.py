@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 
 from tvpower.intents import Intent, encode
-from tvpower.sim import load_scenario, simulate
-from tvpower.sim.run import Simulation
+from tvpower.sim import SimResult, load_scenario, simulate
+from tvpower.sim.fleet import Receipt
+from tvpower.sim.run import Simulation, record
+from tvpower.sim.tables import utc_text
+from tvpower.sim.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -163,3 +166,245 @@ async def test_a_broken_no_off_names_each_off_intent_once(tmp_path: Path) -> Non
         {"at": pd.Timestamp("2026-03-02T11:00:30Z"), "detail": "expect[0]: TV off"},
     ]
     assert set(result.violations["check"]) == {"expect"}
+
+
+# A lobby of two TVs with one window, 09:00 to 12:00, and a talk at 13:00;
+# a kiosk of its own from 09:30 to 11:30. The publisher refreshes every
+# five minutes (ttl 600 s), so 12:30 is a refresh.
+LOBBY = """\
+timezone: UTC
+grace_seconds: 30
+ttl_seconds: 600
+groups: {lobby: {clients: [lobby-left, lobby-right]}}
+clients: {kiosk: {}}
+events:
+  - {id: welcome, group: lobby, start: 2026-03-02T09:00:00Z, end: 2026-03-02T10:00:00Z}
+  - {id: briefing, group: lobby, start: 2026-03-02T10:00:00Z, end: 2026-03-02T11:00:00Z}
+  - {id: workshop, group: lobby, start: 2026-03-02T10:30:00Z, end: 2026-03-02T12:00:00Z}
+  - id: kiosk-hours
+    client: kiosk
+    start: 2026-03-02T09:30:00Z
+    end: 2026-03-02T11:30:00Z
+  - {id: talk, group: lobby, start: 2026-03-02T13:00:00Z, end: 2026-03-02T14:00:00Z}
+simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T15:00:00Z}
+"""
+
+
+async def _lobby(tmp_path: Path, more: str) -> SimResult:
+    path = tmp_path / "lobby-scenario.yaml"
+    path.write_text(LOBBY + more)
+    return await simulate(path)
+
+
+def _rows(violations: pd.DataFrame) -> list[tuple[str, str, str, str]]:
+    return sorted(
+        (v.check, v.client_id, utc_text(v.at), v.detail)
+        for v in violations.itertuples()
+    )
+
+
+def _off_intent(result: SimResult, client_id: str, at: str) -> str:
+    received = result.received
+    off = received[
+        (received["client_id"] == client_id)
+        & (received["at"] == pd.Timestamp(at))
+        & (received["desired_state"] == "off")
+    ]
+    return str(off["intent_id"].item())
+
+
+async def test_an_edit_at_an_events_end_leaves_the_publishers_off_before_it(
+    tmp_path: Path,
+) -> None:
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        "  - {at: 2026-03-02T12:00:00Z,"
+        " edit: {id: workshop, end: 2026-03-02T12:30:00Z}}\n"
+        "expect:\n"
+        "  - {client: lobby-left,"
+        " no_off_between: [2026-03-02T09:00:00Z, 2026-03-02T12:30:00Z]}\n",
+    )
+
+    # At 12:00 the publisher published the old version's off, then the
+    # edit's on: no on_window violation, since the off was right then. But
+    # the off really arrived, and the expectation says none does.
+    intent_id = _off_intent(result, "lobby-left", "2026-03-02T12:00:00Z")
+    assert _rows(result.violations) == [
+        (
+            "expect",
+            "lobby-left",
+            "2026-03-02T12:00:00Z",
+            f"expect[0]: off intent {intent_id} received",
+        )
+    ]
+    at_noon = result.received[
+        (result.received["client_id"] == "lobby-left")
+        & (result.received["at"] == pd.Timestamp("2026-03-02T12:00:00Z"))
+    ]
+    assert list(at_noon["desired_state"]) == ["off", "on"]
+    power = result.power[result.power["client_id"] == "lobby-left"]
+    on = power[power["power"] == "on"].iloc[0]
+    assert (on["start"], on["end"]) == (
+        pd.Timestamp("2026-03-02T09:00:00Z"),
+        pd.Timestamp("2026-03-02T12:30:30Z"),
+    )
+
+
+async def test_a_cancel_and_re_add_at_one_instant_sends_one_real_off(
+    tmp_path: Path,
+) -> None:
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        "  - {at: 2026-03-02T09:30:00Z, cancel: welcome}\n"
+        "  - {at: 2026-03-02T09:30:00Z, add: {id: welcome, group: lobby,"
+        " start: 2026-03-02T09:00:00Z, end: 2026-03-02T10:00:00Z}}\n"
+        "expect:\n"
+        "  - {client: lobby-left,"
+        " no_off_between: [2026-03-02T09:00:00Z, 2026-03-02T12:00:00Z]}\n",
+    )
+
+    # The version between the two edits says off at 09:30: the publisher's
+    # off under it is no on_window violation, but it broke the expectation.
+    intent_id = _off_intent(result, "lobby-left", "2026-03-02T09:30:00Z")
+    assert _rows(result.violations) == [
+        (
+            "expect",
+            "lobby-left",
+            "2026-03-02T09:30:00Z",
+            f"expect[0]: off intent {intent_id} received",
+        )
+    ]
+
+
+@pytest.mark.parametrize("at", ["12:30:00", "12:32:00"])
+async def test_an_add_at_or_between_refreshes_passes(tmp_path: Path, at: str) -> None:
+    # At 12:30 the refresh publishes the old version's off, then the add's on.
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        f"  - {{at: 2026-03-02T{at}Z, add: {{id: now, group: lobby,"
+        f" start: 2026-03-02T{at}Z, end: 2026-03-02T12:40:00Z}}}}\n"
+        "expect:\n"
+        f"  - {{client: lobby-left, at: 2026-03-02T{at}Z, state: 'on'}}\n",
+    )
+
+    assert result.violations.empty, result.violations.to_string()
+
+
+async def test_a_reconnect_before_a_cancel_at_one_instant_learns_the_old_state(
+    tmp_path: Path,
+) -> None:
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        "  - {at: 2026-03-02T13:10:00Z, disconnect: lobby-left}\n"
+        "  - {at: 2026-03-02T13:21:00Z, reconnect: lobby-left}\n"
+        "  - {at: 2026-03-02T13:21:00Z, cancel: talk}\n",
+    )
+
+    assert result.violations.empty, result.violations.to_string()
+    learned = result.received[result.received["via"] == "reconnect"]
+    assert list(learned["desired_state"]) == ["on"]
+
+
+async def test_a_real_off_at_an_edit_is_still_caught(tmp_path: Path) -> None:
+    path = tmp_path / "lobby-scenario.yaml"
+    path.write_text(
+        LOBBY + "timeline:\n"
+        "  - {at: 2026-03-02T10:15:00Z,"
+        " edit: {id: workshop, end: 2026-03-02T12:30:00Z}}\n"
+    )
+    recording = await record(load_scenario(path))
+    at = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
+    intent = Intent("lobby-left", "lobby", "off", "no_active_event", 30, None, None)
+    payload = intent.payload(at, 600)
+    topic = "infoscreen/lobby-left/power/intent"
+    # Both versions in force at 10:15 say on there.
+    recording.receipts.append(
+        Receipt(at, "lobby-left", topic, "live", False, True, "", payload)
+    )
+
+    violations = verify(recording).violations
+
+    assert _rows(violations) == [
+        (
+            "on_window",
+            "lobby-left",
+            "2026-03-02T10:15:00Z",
+            f"off intent {payload['intent_id']} inside an on window",
+        )
+    ]
+
+
+async def test_an_outage_across_a_windows_start_darkens_the_tvs(
+    tmp_path: Path,
+) -> None:
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        "  - {at: 2026-03-02T08:30:00Z, stop: publisher}\n"
+        "  - {at: 2026-03-02T09:45:00Z, start: publisher}\n",
+    )
+
+    # Nobody published the 09:00 (lobby) and 09:30 (kiosk) on: the TVs stay
+    # off until the publisher is back. One row per dark stretch.
+    assert _rows(result.violations) == [
+        (
+            "on_window",
+            "kiosk",
+            "2026-03-02T09:30:00Z",
+            "TV off inside an on window for 15 min",
+        ),
+        (
+            "on_window",
+            "lobby-left",
+            "2026-03-02T09:00:00Z",
+            "TV off inside an on window for 45 min",
+        ),
+        (
+            "on_window",
+            "lobby-right",
+            "2026-03-02T09:00:00Z",
+            "TV off inside an on window for 45 min",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("back", "rows"),
+    [
+        # Dark from 12:00:30, the old version's off a grace on: excused until
+        # a grace after the edit (12:00:40), and the client is back before.
+        ("12:00:35", []),
+        # Back at 12:05: dark beyond the grace after the edit.
+        (
+            "12:05:00",
+            [
+                (
+                    "on_window",
+                    "lobby-right",
+                    "2026-03-02T12:00:40Z",
+                    "TV off inside an on window for 4 min 20 s",
+                )
+            ],
+        ),
+    ],
+)
+async def test_a_tv_that_missed_an_edit_is_dark_beyond_its_grace(
+    tmp_path: Path, back: str, rows: list[tuple[str, str, str, str]]
+) -> None:
+    result = await _lobby(
+        tmp_path,
+        "timeline:\n"
+        "  - {at: 2026-03-02T12:00:05Z, disconnect: lobby-right}\n"
+        "  - {at: 2026-03-02T12:00:10Z,"
+        " edit: {id: workshop, end: 2026-03-02T12:30:00Z}}\n"
+        f"  - {{at: 2026-03-02T{back}Z, reconnect: lobby-right}}\n",
+    )
+
+    assert _rows(result.violations) == rows
+    power = result.power[result.power["client_id"] == "lobby-right"]
+    dark = power[power["start"] == pd.Timestamp("2026-03-02T12:00:30Z")]
+    assert list(dark["power"]) == ["off"]

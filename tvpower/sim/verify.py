@@ -1,16 +1,33 @@
 """Checks of a recorded run against the engine, the contract and the scenario.
 
-``on_window``: no ``off`` intent received, and no TV switched off, while the
-schedule in force puts the client in an ``on`` window (a switch-off within
-grace of an edit counts only if every schedule in force then said ``on``).
+Schedule versions: the scenario's schedule, then one per edit of its
+timeline. Version ``i`` rules ``[since_i, since_{i+1})``; at an instant
+where the schedule changes, both the version before and every version that
+starts there are *in force*, because the publisher may act there before
+the timeline's edits (under the old version) or after them.
+
+``on_window``: no ``off`` intent received while every version in force
+then puts the client in an ``on`` window, and no stretch of a TV off while
+the version ruling each instant says ``on``: one violation per dark
+stretch, however it came about (a switch-off, an outage, a client away
+when its window began), at the stretch's start and with its length. A TV
+that is off as its window starts is not dark, since ``on`` applies at once;
+a client not present is not a TV that is off. A TV may still be off for
+the grace after an edit ended a version that said ``off`` then: a client
+that heard that version's ``off`` switches off a grace later (a
+switch-off within grace of an edit counts only if every version in force
+then said ``on``).
 A client obeys its own topic over its group's, and a group's intent knows
 nothing of client overrides: ``on_window`` and the ``no_off_between`` and
 ``reason`` expectations judge the intents on the client's own topic only.
-``retained``: a client that reconnects or joins learns the engine's state
-at once from the retained intent. ``payload``: every intent is
-schema-valid, in UTC with ``Z``, and not expired on arrival. ``audit``: the
-publisher's log, rebuilt by :mod:`tvpower.audit`, matches the engine (runs
-without edits only). ``expect``: the scenario's own statements.
+``retained``: a client that reconnects or joins learns at once, from the
+retained intent, the state of some version in force then. ``payload``:
+every intent is schema-valid, in UTC with ``Z``, and not expired on
+arrival. ``audit``: the publisher's log, rebuilt by :mod:`tvpower.audit`,
+matches the engine (runs without edits only). ``expect``: the scenario's
+own statements, judged by what the clients received and the TVs did, not
+by the versions: an ``off`` intent that really arrived breaks a
+``no_off_between`` even if an ``on`` followed at the same instant.
 
 While the scenario has the publisher stopped, nobody keeps the retained
 intents fresh: a client that (re)connects then may find one expired, and
@@ -22,7 +39,7 @@ so an outage that darkens a TV inside its window is a violation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -61,6 +78,9 @@ RECEIVED_COLUMNS = [
 ]
 POWER_COLUMNS = ["client_id", "start", "end", "power"]
 VIOLATION_COLUMNS = ["check", "client_id", "at", "detail"]
+_DEFAULT_GRACE = 30
+#: A stretch of time, ``[start, end)`` in nanoseconds.
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -98,35 +118,64 @@ class _Engine:
             self._by_client[id(rows)] = index
         return index
 
-    def segments(self, at: datetime) -> pd.DataFrame:
-        """The segments of the schedule in force at ``at``."""
-        in_force = [segments for since, segments in self.versions if since <= at]
-        return in_force[-1] if in_force else self.versions[0][1]
+    def in_force(self, at: datetime) -> list[pd.DataFrame]:
+        """The segments of every schedule version in force at ``at``."""
+        versions = self.versions
+        return [
+            segments
+            for i, (since, segments) in enumerate(versions)
+            if since <= at and (i + 1 == len(versions) or versions[i + 1][0] >= at)
+        ] or [versions[0][1]]
 
-    def state(
-        self, client_id: str, at: datetime, segments: pd.DataFrame | None = None
-    ) -> tuple[str, str] | None:
-        rows = self.segments(at) if segments is None else segments
+    def states(self, client_id: str, at: datetime) -> list[str | None]:
+        """What each version in force at ``at`` says for the client then."""
+        return [self.state(client_id, at, s) for s in self.in_force(at)]
+
+    def state(self, client_id: str, at: datetime, segments: pd.DataFrame) -> str | None:
         instant = _ns(at)
-        mine = self._index(rows).get(client_id)
+        mine = self._index(segments).get(client_id)
         if mine is None:
             return None
-        starts, ends, states, reasons = mine
+        starts, ends, states, _reasons = mine
         hit = np.flatnonzero((starts <= instant) & (ends > instant))
-        if not len(hit):
-            return None
-        return str(states[hit[0]]), str(reasons[hit[0]])
+        return str(states[hit[0]]) if len(hit) else None
 
-    def on_in_every_version(self, client_id: str, lo: datetime, hi: datetime) -> bool:
-        """Whether every schedule in force over ``[lo, hi]`` says ``on`` at ``hi``."""
-        in_force = [
-            segments
-            for i, (since, segments) in enumerate(self.versions)
-            if since <= hi
-            and (i + 1 == len(self.versions) or self.versions[i + 1][0] > lo)
+    def on_spans(self) -> dict[str, list[Span]]:
+        """Each client's stretches of ``on``, each version over the time it rules."""
+        return _spans_by_client(
+            [
+                _clipped(segments[segments["desired_state"] == "on"], lo, hi)
+                for lo, hi, segments in self._ruling()
+                if lo < hi
+            ]
+        )
+
+    def excused_spans(self, graces: dict[str, int]) -> dict[str, list[Span]]:
+        """Where each client's TV may still be off by an earlier version.
+
+        A version that says anything but ``on`` at its end (the next
+        version's since) excuses that client's grace after it: a client
+        that heard its ``off`` switches off a grace later, even if the next
+        version says ``on``. The last version ends with the span and
+        excuses nothing.
+        """
+        frames = []
+        for _lo, hi, segments in self._ruling()[:-1]:
+            rows = segments[segments["desired_state"] != "on"]
+            grace = rows["client_id"].map(graces).fillna(_DEFAULT_GRACE)
+            until = hi + grace.to_numpy(dtype=np.int64) * NS
+            frames.append(_clipped(rows, hi, until))
+        return _spans_by_client(frames)
+
+    def _ruling(self) -> list[tuple[int, int, pd.DataFrame]]:
+        """Each version with the span it rules, ``[since_i, since_{i+1})``."""
+        bounds = [_ns(since) for since, _ in self.versions] + [self.span[1]]
+        return [
+            (lo, hi, segments)
+            for lo, hi, (_, segments) in zip(
+                bounds, bounds[1:], self.versions, strict=False
+            )
         ]
-        states = [self.state(client_id, hi, s) for s in in_force]
-        return all(s is not None and s[0] == "on" for s in states)
 
 
 def verify(recording: Recording) -> Verdict:
@@ -166,22 +215,35 @@ def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
         off = receipt.valid and receipt.payload["power"]["desired_state"] == "off"
         if not off or receipt.topic != client_topic(receipt.client_id):
             continue
-        state = engine.state(receipt.client_id, receipt.at)
-        if state is not None and state[0] == "on":
+        # Right if any version in force then says off: at an instant with
+        # edits, the publisher may have published before them.
+        if all(s == "on" for s in engine.states(receipt.client_id, receipt.at)):
             detail = f"off intent {receipt.payload['intent_id']} inside an on window"
             rows.append(("on_window", receipt.client_id, receipt.at, detail))
-    graces = _graces(recording)
+    return rows + _dark(recording, engine)
+
+
+def _dark(recording: Recording, engine: _Engine) -> list[Violation]:
+    """One violation per stretch of a TV off where the ruling version says on."""
+    rows: list[Violation] = []
+    on = engine.on_spans()
+    excused = (
+        engine.excused_spans(_graces(recording)) if len(engine.versions) > 1 else {}
+    )
     for client in recording.clients.values():
-        grace = timedelta(seconds=graces.get(client.client_id, 30))
-        for (_, at, before), (_, _, after) in zip(
-            client.segments, client.segments[1:], strict=False
-        ):
-            switched_off = before == "on" and after == "off"
-            if switched_off and engine.on_in_every_version(
-                client.client_id, at - grace, at
-            ):
-                detail = "TV switched off inside an on window"
-                rows.append(("on_window", client.client_id, at, detail))
+        spans = on.get(client.client_id)
+        if not spans:
+            continue
+        off = [
+            (_ns(start), _ns(end))
+            for start, end, power in client.segments
+            if power == "off"
+        ]
+        dark = _intersect(_merged(off), spans)
+        dark = _merged(_subtract(dark, excused.get(client.client_id, [])))
+        for lo, hi in dark:
+            detail = f"TV off inside an on window for {_duration(hi - lo)}"
+            rows.append(("on_window", client.client_id, _dt(lo), detail))
     return rows
 
 
@@ -205,7 +267,9 @@ def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
             detail = f"{reconnect.kind}: no retained intent arrived"
             rows.append(("retained", client_id, at, detail))
             continue
-        expected = engine.state(client_id, at)
+        # Right if some version in force then says it: at an instant with
+        # edits, the client may have connected before them.
+        expected = sorted({s for s in engine.states(client_id, at) if s is not None})
         own = [
             r
             for r in recording.receipts
@@ -216,10 +280,10 @@ def _retained(recording: Recording, engine: _Engine) -> list[Violation]:
         ]
         for receipt in own:
             got = receipt.payload.get("power", {}).get("desired_state")
-            if (expected is not None and got != expected[0]) or not receipt.retained:
+            if (expected and got not in expected) or not receipt.retained:
                 detail = (
                     f"{reconnect.kind}: learned {got} (retained={receipt.retained}), "
-                    f"engine says {expected and expected[0]}"
+                    f"engine says {' or '.join(expected) or None}"
                 )
                 rows.append(("retained", client_id, at, detail))
     return rows
@@ -356,3 +420,91 @@ def _ns(instant: datetime) -> int:
 
 def _dt(ns: Any) -> datetime:
     return datetime.fromtimestamp(int(ns) / NS, tz=UTC)
+
+
+def _clipped(rows: pd.DataFrame, lo: Any, hi: Any) -> pd.DataFrame:
+    """``rows``' client and span clipped to ``[lo, hi)``; empty ones dropped."""
+    start = np.maximum(rows["start"].to_numpy(dtype=np.int64), lo)
+    end = np.minimum(rows["end"].to_numpy(dtype=np.int64), hi)
+    keep = start < end
+    return pd.DataFrame(
+        {
+            "client_id": rows["client_id"].to_numpy()[keep],
+            "start": start[keep],
+            "end": end[keep],
+        }
+    )
+
+
+def _spans_by_client(frames: list[pd.DataFrame]) -> dict[str, list[Span]]:
+    """Each client's spans of ``frames``, sorted, overlapping ones merged."""
+    if not frames:
+        return {}
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows.sort_values(["client_id", "start"], kind="stable")
+    spans: dict[str, list[Span]] = {}
+    for client_id, start, end in zip(
+        rows["client_id"].to_numpy(),
+        rows["start"].to_numpy().tolist(),
+        rows["end"].to_numpy().tolist(),
+        strict=True,
+    ):
+        mine = spans.setdefault(str(client_id), [])
+        if mine and start <= mine[-1][1]:
+            mine[-1] = (mine[-1][0], max(mine[-1][1], end))
+        else:
+            mine.append((start, end))
+    return spans
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """Sorted spans with touching or overlapping ones joined."""
+    out: list[Span] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    """Where two sorted lists of disjoint spans overlap."""
+    out: list[Span] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a: list[Span], b: list[Span]) -> list[Span]:
+    """What of sorted disjoint spans ``a`` sorted disjoint spans ``b`` leave."""
+    out: list[Span] = []
+    j = 0
+    for start, end in a:
+        while j < len(b) and b[j][1] <= start:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < end:
+            if b[k][0] > start:
+                out.append((start, b[k][0]))
+            start = max(start, b[k][1])
+            k += 1
+        if start < end:
+            out.append((start, end))
+    return out
+
+
+def _duration(ns: int) -> str:
+    """``45 min``, ``1 h 5 min``, ``30 s``."""
+    seconds = ns // NS
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(hours, "h"), (minutes, "min"), (seconds, "s")]
+    return " ".join(f"{n} {unit}" for n, unit in parts if n) or "0 s"
