@@ -531,6 +531,22 @@ def test_an_out_that_cannot_take_the_tables_is_refused_before_any_run(
     ]
 
 
+def test_every_table_keeps_its_instants_as_timestamps_when_empty(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    passing = ROOT / "scenarios" / "lead-time.yaml"
+
+    assert main([str(passing), "--out", str(tmp_path), "--format", "parquet"]) == 0
+
+    columns = {"received": ["at"], "power": ["start", "end"], "violations": ["at"]}
+    for table, instants in columns.items():
+        frame = pd.read_parquet(tmp_path / f"lead-time-{table}.parquet")
+        assert (table == "violations") == frame.empty
+        for column in instants:
+            assert isinstance(frame[column].dtype, pd.DatetimeTZDtype), column
+            assert str(frame[column].dt.tz) == "UTC"
+
+
 def test_a_table_that_cannot_be_written_is_one_line_after_the_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
