@@ -357,15 +357,22 @@ async def record(scenario: Scenario) -> Recording:
     """Run ``scenario`` against a real broker and publisher; return what happened."""
     logger = logging.getLogger(_PUBLISHER_LOGGER)
     level, propagate = logger.level, logger.propagate
+    # The embedded broker warns of every MQTT 5 probe it refuses and of
+    # acknowledgements it no longer waits for after a restart; the checks
+    # report what matters.
+    broker_logger = logging.getLogger("amqtt")
+    broker_level = broker_logger.level
     with tempfile.TemporaryDirectory(prefix="tvpower-sim-") as workdir:
         simulation = Simulation(scenario, Path(workdir))
         logger.addHandler(simulation.capture)
         logger.setLevel(logging.INFO)
         # The publish records are the run's data, not the caller's log.
         logger.propagate = False
+        broker_logger.setLevel(logging.CRITICAL)
         try:
             return await simulation.run()
         finally:
             logger.removeHandler(simulation.capture)
             logger.setLevel(level)
             logger.propagate = propagate
+            broker_logger.setLevel(broker_level)

@@ -193,21 +193,46 @@ def verify(recording: Recording) -> Verdict:
         rows += _audit(recording, engine)
     for expectation in recording.scenario.expectations:
         rows += _expectation(expectation, received, power)
-    violations = _instants(pd.DataFrame(rows, columns=VIOLATION_COLUMNS), "at")
+    violations = _typed(pd.DataFrame(rows, columns=VIOLATION_COLUMNS))
     violations = violations.sort_values(["at", "check"], kind="stable")
     return Verdict(received, power, violations.reset_index(drop=True))
 
 
-def _instants(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
-    """``columns`` as UTC timestamps, also when the frame is empty."""
-    for column in columns:
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+_INSTANT_COLUMNS = {"at", "start", "end"}
+_TEXT_COLUMNS = {
+    "check",
+    "client_id",
+    "detail",
+    "topic",
+    "via",
+    "problem",
+    "intent_id",
+    "desired_state",
+    "reason",
+    "issued_at",
+    "expires_at",
+    "power",
+}
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of one type each, also when empty: a Parquet file says what it holds.
+
+    Instants are UTC timestamps (whole seconds, kept in microseconds), text
+    is text, missing values stay missing.
+    """
+    for column in frame.columns:
+        if column in _INSTANT_COLUMNS:
+            instants = pd.to_datetime(frame[column], utc=True)
+            frame[column] = instants.astype("datetime64[us, UTC]")
+        elif column in _TEXT_COLUMNS:
+            frame[column] = frame[column].astype("str")
     return frame
 
 
 def _received(receipts: list[Receipt]) -> pd.DataFrame:
     rows = pd.DataFrame([r.row() for r in receipts], columns=RECEIVED_COLUMNS)
-    return _instants(rows, "at")
+    return _typed(rows)
 
 
 def _power(recording: Recording) -> pd.DataFrame:
@@ -216,7 +241,7 @@ def _power(recording: Recording) -> pd.DataFrame:
         for client in recording.clients.values()
         for start, end, state in client.segments
     ]
-    return _instants(pd.DataFrame(rows, columns=POWER_COLUMNS), "start", "end")
+    return _typed(pd.DataFrame(rows, columns=POWER_COLUMNS))
 
 
 def _off_in_window(recording: Recording, engine: _Engine) -> list[Violation]:
