@@ -326,18 +326,54 @@ INLINE = (
         (
             INLINE + "ttl_seconds: 60\nsimulation: {start: 2026-03-01T00:00:00Z, "
             "end: 2026-03-20T00:00:00Z}\n",
-            "simulation: field 'end': transitions and refreshes every 30 s over "
-            "this span make 54,720 steps, more than 15,000: shorten the span or "
-            "raise ttl_seconds",
+            "simulation: field 'end': transitions, refreshes every 30 s and "
+            "actions over this span make about 54,722 steps, more than 15,000: "
+            "shorten the span or raise ttl_seconds",
         ),
         (
             "timezone: UTC\nclients: {"
             + ", ".join(f"tv{n}: {{}}" for n in range(400))
             + "}\nsimulation: {start: 2026-03-02T00:00:00Z, "
             "end: 2026-03-04T00:00:00Z}\n",
-            "simulation: field 'end': 400 clients' transitions and refreshes every "
-            "300 s over this span make 230,400 publishes, more than 200,000: "
-            "shorten the span, raise ttl_seconds or simulate fewer clients",
+            "simulation: field 'end': 400 topics' transitions, refreshes every "
+            "300 s and republishing after restarts over this span make about "
+            "230,400 publishes, more than 200,000: shorten the span, raise "
+            "ttl_seconds or simulate fewer clients",
+        ),
+        (
+            # Quiet at first; the timeline then adds six hourly slots.
+            INLINE + "ttl_seconds: 86400\nsimulation: {start: 2026-03-01T00:00:00Z, "
+            "end: 2026-04-30T00:00:00Z}\ntimeline:\n"
+            + "".join(
+                f"  - {{at: 2026-03-01T00:00:00Z, add: {{id: slot{m}, client: tv, "
+                f"start: 2026-03-01T00:{m}0:00Z, end: 2026-03-01T00:{m}3:00Z, "
+                "rrule: FREQ=HOURLY}}\n"
+                for m in range(6)
+            ),
+            "simulation: field 'end': transitions, refreshes every 43200 s and "
+            "actions over this span make about 25,908 steps, more than 15,000: "
+            "shorten the span or raise ttl_seconds",
+        ),
+        (
+            "timezone: UTC\ngroups: {"
+            + ", ".join(f"g{n}: {{clients: [tv{n}]}}" for n in range(300))
+            + "}\nsimulation: {start: 2026-03-02T00:00:00Z, "
+            "end: 2026-03-03T12:00:00Z, group_topics: true}\n",
+            "simulation: field 'end': 600 topics' transitions, refreshes every "
+            "300 s and republishing after restarts over this span make about "
+            "259,200 publishes, more than 200,000: shorten the span, raise "
+            "ttl_seconds or simulate fewer clients",
+        ),
+        (
+            INLINE + "simulation: {start: 2026-03-02T08:00:00Z, "
+            "end: 2026-03-02T11:00:00Z}\ntimeline:\n"
+            + "".join(
+                f"  - {{at: 2026-03-02T08:{m // 60:02}:{m % 60:02}Z, "
+                "restart: broker}\n"
+                for m in range(61)
+            ),
+            "timeline: 61 broker restarts, more than 60: each takes about a "
+            "second of real time",
         ),
     ],
     ids=[
@@ -351,6 +387,9 @@ INLINE = (
         "no-clients",
         "too-many-refresh-steps",
         "too-many-publishes",
+        "too-many-steps-by-an-edit",
+        "too-many-publishes-with-group-topics",
+        "too-many-broker-restarts",
     ],
 )
 def test_a_scenario_file_that_is_not_one_exits_2_in_one_line(

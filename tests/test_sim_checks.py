@@ -410,3 +410,42 @@ async def test_a_tv_that_missed_an_edit_is_dark_beyond_its_grace(
     power = result.power[result.power["client_id"] == "lobby-right"]
     dark = power[power["start"] == pd.Timestamp("2026-03-02T12:00:30Z")]
     assert list(dark["power"]) == ["off"]
+
+
+# An event added while the publisher is down: the TV, off since long before,
+# stays dark until the publisher is back, 20 minutes into the new window.
+# The grace after an edit excuses a switch-off then, not a TV already off.
+ADDED_DURING_AN_OUTAGE = """\
+timezone: UTC
+grace_seconds: 1800
+groups:
+  lobby: {clients: [tv]}
+events:
+  - {id: early, group: lobby, start: 2026-03-02T07:00:00Z, end: 2026-03-02T07:30:00Z}
+simulation: {start: 2026-03-02T06:00:00Z, end: 2026-03-02T11:00:00Z}
+timeline:
+  - {at: 2026-03-02T08:30:00Z, stop: publisher}
+  - {at: 2026-03-02T09:00:00Z, add: {id: late, group: lobby,
+     start: 2026-03-02T09:00:00Z, end: 2026-03-02T10:00:00Z}}
+  - {at: 2026-03-02T09:20:00Z, start: publisher}
+"""
+
+
+async def test_an_event_added_during_an_outage_darkens_the_tv_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "added-during-an-outage.yaml"
+    path.write_text(ADDED_DURING_AN_OUTAGE)
+
+    result = await simulate(path)
+
+    assert result.violations[["check", "client_id", "at", "detail"]].to_dict(
+        "records"
+    ) == [
+        {
+            "check": "on_window",
+            "client_id": "tv",
+            "at": pd.Timestamp("2026-03-02T09:00:00Z"),
+            "detail": "TV off inside an on window for 20 min",
+        }
+    ]

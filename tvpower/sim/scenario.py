@@ -41,6 +41,8 @@ _SIMULATION_KEYS = ("start", "end", "group_topics", "expiry_policy", "on_expiry"
 _CLIENT_ACTIONS = ("disconnect", "reconnect", "join")
 EVENT_ACTIONS = ("cancel", "edit", "add")
 ACTIONS = (*_CLIENT_ACTIONS, "restart", "stop", "start", *EVENT_ACTIONS)
+#: Actions after which the publisher publishes every intent again.
+_REPUBLISHING = ("restart", "start")
 RESTARTABLE = ("publisher", "broker")
 #: The publisher's expiry policies (``--expiry-policy``).
 EXPIRY_POLICIES = ("ttl", "window")
@@ -56,6 +58,9 @@ MAX_PUBLISHES = 200_000
 #: The most instants a run may step through for transitions and refreshes
 #: (the harness stops a run after 20,000 steps of any kind).
 MAX_STEPS = 15_000
+#: The most broker restarts a run may take: each costs about a second of
+#: real time, which the stepped clock cannot skip.
+MAX_BROKER_RESTARTS = 60
 STATES = ("on", "off")
 _NS = 1_000_000_000
 
@@ -161,12 +166,12 @@ def load_scenario(path: str | Path) -> Scenario:
             str(path), "the schedule has no clients: nothing to simulate"
         )
     start, end = _span(simulation, path)
-    _check_work(schedule, start, end, path)
+    group_topics = _choice(simulation, "group_topics", (False, True), path)
+    _check_work([(start, schedule)], (), start, end, group_topics, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
     schedule_document = {
         k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS
     }
-    _try_edits(actions, schedule_document, schedule_path, path)
     for index, action in enumerate(actions):
         if not start <= action.at < end:
             raise ScheduleError(
@@ -175,6 +180,10 @@ def load_scenario(path: str | Path) -> Scenario:
                 entry=f"timeline[{index}]",
                 field="at",
             )
+    edits = _try_edits(actions, schedule_document, schedule_path, path)
+    if actions:
+        versions = [(start, schedule), *edits]
+        _check_work(versions, actions, start, end, group_topics, path)
     expectations = _expectations(document.get("expect", []), path, schedule)
     joins = {a.target: a.at for a in actions if a.kind == "join"}
     for expectation in expectations:
@@ -188,7 +197,7 @@ def load_scenario(path: str | Path) -> Scenario:
         end=end,
         actions=actions,
         expectations=expectations,
-        group_topics=_choice(simulation, "group_topics", (False, True), path),
+        group_topics=group_topics,
         expiry_policy=_choice(simulation, "expiry_policy", EXPIRY_POLICIES, path),
         on_expiry=_choice(simulation, "on_expiry", ON_EXPIRY, path),
     )
@@ -263,37 +272,70 @@ def _check_inside(
             )
 
 
-def _check_work(schedule: Schedule, start: datetime, end: datetime, path: Path) -> None:
+def _check_work(
+    versions: list[tuple[datetime, Schedule]],
+    actions: tuple[Action, ...],
+    start: datetime,
+    end: datetime,
+    group_topics: bool,
+    path: Path,
+) -> None:
     """Refuse a run that would take hours, before it starts.
 
-    The stepped clock stops at every transition and every refresh, and each
-    client's intent is published at its transitions and again every half
-    TTL: both counted from the engine's segments over the span.
+    The stepped clock stops at every transition, a grace after each switch
+    to ``off`` (when the TVs follow), at every refresh and at every action;
+    intents are published at transitions, every half TTL, and all of them
+    again whenever the publisher (re)connects. Counted from the engine's
+    segments of each schedule version over the time it rules: an estimate,
+    not a promise, but one that grows as the run does.
     """
+    bounds = [int(since.timestamp()) * _NS for since, _ in versions]
+    bounds.append(int(end.timestamp()) * _NS)
+    pieces = []
+    for (_, schedule), lo, hi in zip(versions, bounds, bounds[1:], strict=False):
+        if lo < hi:
+            rows = compute_timeline(schedule, start, end).client_segments(lo, hi)
+            if group_topics:
+                # A group's topic changes with its first member's, roughly.
+                firsts = [g.clients[0] for g in schedule.groups.values() if g.clients]
+                rows = pd.concat([rows, rows[rows["client_id"].isin(firsts)]])
+            pieces.append(rows[["start", "end", "desired_state"]])
+    segments = pd.concat(pieces, ignore_index=True)
+    schedule = versions[0][1]
     half = schedule.ttl_seconds / 2
-    span = (int(start.timestamp()) * _NS, int(end.timestamp()) * _NS)
-    segments = compute_timeline(schedule, start, end).client_segments(*span)
     seconds = (segments["end"] - segments["start"]).to_numpy() / _NS
-    publishes = np.ceil(seconds / half)
     # Clients whose segments start together refresh together.
     longest = pd.Series(seconds).groupby(segments["start"].to_numpy()).max()
-    steps = int(np.ceil(longest.to_numpy() / half).sum())
+    offs = segments.loc[segments["desired_state"] == "off", "start"].nunique()
+    steps = int(np.ceil(longest.to_numpy() / half).sum()) + offs + len(actions)
+    reconnects = sum(a.kind in _REPUBLISHING for a in actions)
+    topics = len(schedule.clients) + (len(schedule.groups) if group_topics else 0)
+    publishes = int(np.ceil(seconds / half).sum()) + reconnects * topics
     made = f"refreshes every {schedule.ttl_seconds // 2} s"
+    restarts = [a for a in actions if a.kind == "restart" and a.target == "broker"]
+    if len(restarts) > MAX_BROKER_RESTARTS:
+        raise ScheduleError(
+            str(path),
+            f"{len(restarts)} broker restarts, more than {MAX_BROKER_RESTARTS}: "
+            "each takes about a second of real time",
+            entry="timeline",
+        )
     if steps > MAX_STEPS:
         raise ScheduleError(
             str(path),
-            f"transitions and {made} over this span make {steps:,} steps, "
-            f"more than {MAX_STEPS:,}: shorten the span or raise ttl_seconds",
+            f"transitions, {made} and actions over this span make about "
+            f"{steps:,} steps, more than {MAX_STEPS:,}: shorten the span or "
+            "raise ttl_seconds",
             entry="simulation",
             field="end",
         )
-    total = int(publishes.sum())
-    if total > MAX_PUBLISHES:
+    if publishes > MAX_PUBLISHES:
         raise ScheduleError(
             str(path),
-            f"{len(schedule.clients):,} clients' transitions and {made} over this "
-            f"span make {total:,} publishes, more than {MAX_PUBLISHES:,}: shorten "
-            "the span, raise ttl_seconds or simulate fewer clients",
+            f"{topics:,} topics' transitions, {made} and republishing after "
+            f"restarts over this span make about {publishes:,} publishes, "
+            f"more than {MAX_PUBLISHES:,}: shorten the span, raise ttl_seconds "
+            "or simulate fewer clients",
             entry="simulation",
             field="end",
         )
@@ -530,8 +572,9 @@ def _try_edits(
     document: Mapping[str, Any],
     schedule_path: Path,
     path: Path,
-) -> None:
-    """Each edit of the timeline leaves a schedule tvpower accepts."""
+) -> list[tuple[datetime, Schedule]]:
+    """The schedule after each edit of the timeline, which tvpower must accept."""
+    versions = []
     with tempfile.TemporaryDirectory(prefix="tvpower-scenario-") as workdir:
         trial = Path(workdir) / "schedule.yaml"
         for index, action in enumerate(actions):
@@ -539,7 +582,10 @@ def _try_edits(
                 continue
             document = edited(document, action)
             where = (str(path), f"timeline[{index}]", action.kind)
-            load_edited(document, schedule_path, trial, where=where)
+            versions.append(
+                (action.at, load_edited(document, schedule_path, trial, where=where))
+            )
+    return versions
 
 
 def load_edited(

@@ -274,9 +274,14 @@ def _dark(recording: Recording, engine: _Engine) -> list[Violation]:
             for start, end, power in client.segments
             if power == "off"
         ]
-        dark = _intersect(_merged(off), spans)
-        dark = _merged(_subtract(dark, excused.get(client.client_id, [])))
-        for lo, hi in dark:
+        excuses = excused.get(client.client_id, [])
+        dark: list[Span] = []
+        for lo, hi in _merged(off):
+            # The grace after an edit excuses a TV that switches off then,
+            # not one that was off already (an outage, a late join).
+            mine = [(a, b) for a, b in excuses if a <= lo < b]
+            dark += _subtract(_intersect([(lo, hi)], spans), mine)
+        for lo, hi in _merged(dark):
             detail = f"TV off inside an on window for {_duration(hi - lo)}"
             rows.append(("on_window", client.client_id, _dt(lo), detail))
     return rows
