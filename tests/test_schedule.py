@@ -545,6 +545,15 @@ BAD_INPUT = {
         "schedule.yaml: invalid YAML at line 1, column 1: aliases expand the "
         "document to 1,234,567,911 nodes, more than 100,000 beyond its own",
     ),
+    # Six lists, each nine deep around the one before: 55 levels from 10.
+    "aliases that nest too deep": (
+        BASE
+        + "merge_gap: [&a0 [[[[[[[[[x]]]]]]]]]"
+        + "".join(f", &a{i} [[[[[[[[[*a{i - 1}]]]]]]]]]" for i in range(1, 6))
+        + "]\n",
+        "schedule.yaml: invalid YAML at line 5, column 154: aliases nest it more "
+        "than 50 levels deep",
+    ),
     "an alias inside the node it names": (
         BASE + "merge_gap: &loop [1, *loop]\n",
         "schedule.yaml: invalid YAML at line 5, column 12: an alias inside the "

@@ -365,6 +365,23 @@ INLINE = (
             "ttl_seconds or simulate fewer clients",
         ),
         (
+            # The TV is off throughout; its group's topic is not.
+            "timezone: UTC\nttl_seconds: 86400\ngroups: {room: {clients: [tv]}}\n"
+            "events:\n"
+            "  - {id: dark, client: tv, desired_state: 'off', "
+            "start: 2026-03-01T00:00:00Z, end: 2026-05-01T00:00:00Z}\n"
+            + "".join(
+                f"  - {{id: slot{m}, group: room, start: 2026-03-01T00:{m}0:00Z, "
+                f"end: 2026-03-01T00:{m}3:00Z, rrule: FREQ=HOURLY}}\n"
+                for m in range(6)
+            )
+            + "simulation: {start: 2026-03-01T00:00:00Z, "
+            "end: 2026-04-30T00:00:00Z, group_topics: true}\n",
+            "simulation: field 'end': transitions, refreshes every 43200 s and "
+            "actions over this span make about 26,040 steps, more than 15,000: "
+            "shorten the span or raise ttl_seconds",
+        ),
+        (
             INLINE + "simulation: {start: 2026-03-02T08:00:00Z, "
             "end: 2026-03-02T11:00:00Z}\ntimeline:\n"
             + "".join(
@@ -389,6 +406,7 @@ INLINE = (
         "too-many-publishes",
         "too-many-steps-by-an-edit",
         "too-many-publishes-with-group-topics",
+        "too-many-steps-on-a-group-topic",
         "too-many-broker-restarts",
     ],
 )

@@ -350,13 +350,14 @@ class ScheduleLoader(yaml.SafeLoader):
 
 
 def _check_aliases(root: yaml.Node) -> None:
-    """No alias inside the node it names, and no blow-up by aliases.
+    """No alias inside the node it names, and no blow-up or deep nest by aliases.
 
     One pass over the distinct nodes, depth first without recursion (aliased
     nodes can chain deeper than Python's stack), counting each node's size
     with its aliases expanded.
     """
     sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
     open_nodes: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -366,6 +367,14 @@ def _check_aliases(root: yaml.Node) -> None:
         if children_done:
             open_nodes.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            if depths[key] > _MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"aliases nest it more than {_MAX_YAML_DEPTH} levels deep",
+                    node.start_mark,
+                )
             continue
         if key in sizes:
             continue

@@ -69,7 +69,8 @@ def _run(
     for result in results:
         for v in result.violations.itertuples():
             at = utc_text(v.at)
-            print(f"{result.scenario}: {v.check} {v.client_id} {at}: {v.detail}")
+            client = v.client_id if isinstance(v.client_id, str) else "-"
+            print(f"{result.scenario}: {v.check} {client} {at}: {v.detail}")
     if out is not None:
         try:
             write_tables(results, out, file_format)

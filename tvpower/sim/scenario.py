@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tvpower.engine import REASONS, compute_timeline
+from tvpower.engine import REASONS, Timeline, compute_timeline
 from tvpower.errors import ScheduleError
 from tvpower.publisher import ExpiryPolicy
 
@@ -294,12 +294,11 @@ def _check_work(
     pieces = []
     for (_, schedule), lo, hi in zip(versions, bounds, bounds[1:], strict=False):
         if lo < hi:
-            rows = compute_timeline(schedule, start, end).client_segments(lo, hi)
-            if group_topics:
-                # A group's topic changes with its first member's, roughly.
-                firsts = [g.clients[0] for g in schedule.groups.values() if g.clients]
-                rows = pd.concat([rows, rows[rows["client_id"].isin(firsts)]])
+            timeline = compute_timeline(schedule, start, end)
+            rows = timeline.client_segments(lo, hi)
             pieces.append(rows[["start", "end", "desired_state"]])
+            if group_topics:
+                pieces.append(_group_segments(timeline, lo, hi))
     segments = pd.concat(pieces, ignore_index=True)
     schedule = versions[0][1]
     half = schedule.ttl_seconds / 2
@@ -339,6 +338,23 @@ def _check_work(
             entry="simulation",
             field="end",
         )
+
+
+def _group_segments(timeline: Timeline, lo: int, hi: int) -> pd.DataFrame:
+    """Each group's own segments (its topic's intents), clipped to ``[lo, hi)``."""
+    profiles = timeline.groups[["profile"]]
+    rows = profiles.merge(timeline.segments, on="profile", how="inner")
+    starts = rows["start"].to_numpy(dtype=np.int64).clip(min=lo)
+    ends = rows["end"].to_numpy(dtype=np.int64).clip(max=hi)
+    on = rows["code"].isin([REASONS.index("event_window_active")]).to_numpy()
+    keep = starts < ends
+    return pd.DataFrame(
+        {
+            "start": starts[keep],
+            "end": ends[keep],
+            "desired_state": np.where(on[keep], "on", "off"),
+        }
+    )
 
 
 def _choice(
