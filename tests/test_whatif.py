@@ -77,6 +77,11 @@ def test_a_calendar_schedule_keeps_its_calendars() -> None:
     ("change", "message"),
     [
         (
+            "welcome",
+            "what_if: expected a change such as {cancel: EVENT_ID} or {edit: "
+            "{id: EVENT_ID, end: ...}}, got 'welcome'",
+        ),
+        (
             {"restart": "publisher"},
             "what_if: expected one of cancel, edit, add, got restart",
         ),
@@ -106,3 +111,47 @@ def test_a_bad_change_names_what_is_wrong(
         what_if(plan, change)
 
     assert str(error.value).startswith(f"{EDIT_EXTEND}: {message}")
+
+
+def test_instants_may_be_given_as_timestamps() -> None:
+    plan = load_scenario(EDIT_EXTEND)
+    as_text = {"edit": {"id": "afternoon-talk", "end": "2026-03-02T15:00:00Z"}}
+    as_timestamp = {
+        "edit": {"id": "afternoon-talk", "end": _utc("2026-03-02T15:00:00Z")}
+    }
+
+    assert what_if(plan, as_timestamp).segments.equals(what_if(plan, as_text).segments)
+
+
+OLD_SERIES = """\
+timezone: UTC
+clients: {tv: {}}
+events:
+  - {id: what-if, client: tv, start: 2020-01-01T09:00:00Z,
+     end: 2020-01-01T10:00:00Z, rrule: "FREQ=DAILY;COUNT=3"}
+  - {id: today, client: tv, start: 2026-03-02T09:00:00Z, end: 2026-03-02T10:00:00Z}
+simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T12:00:00Z}
+"""
+
+
+def test_the_default_change_removes_an_event_that_occurs_in_the_span(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old-series.yaml"
+    path.write_text(OLD_SERIES)
+
+    answer = what_if(load_scenario(path))
+
+    # Not the series that ended in 2020, which would change nothing.
+    assert answer.change == {"cancel": "today"}
+    assert not answer.segments.empty
+
+
+def test_the_default_addition_takes_a_free_id(tmp_path: Path) -> None:
+    path = tmp_path / "nothing-in-span.yaml"
+    path.write_text(OLD_SERIES.replace("  - {id: today", "  # {id: today"))
+
+    answer = what_if(load_scenario(path))
+
+    assert answer.change["add"]["id"] == "what-if-1"
+    assert set(answer.segments["schedule"]) == {"original", "edited"}

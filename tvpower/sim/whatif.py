@@ -12,15 +12,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tvpower.calendars import expand
 from tvpower.engine import compute_timeline
 from tvpower.errors import ScheduleError
-from tvpower.schedule import Schedule
+from tvpower.schedule import Schedule, describe
 from tvpower.sim.scenario import (
     EVENT_ACTIONS,
     Action,
@@ -59,6 +60,13 @@ def what_if(scenario: Scenario, change: Mapping[str, Any] | None = None) -> What
     client) added from two hours to one hour before the span's end. A bad
     change raises :class:`~tvpower.errors.ScheduleError` naming the field.
     """
+    if change is not None and not isinstance(change, Mapping):
+        raise ScheduleError(
+            str(scenario.path),
+            "expected a change such as {cancel: EVENT_ID} or {edit: {id: "
+            f"EVENT_ID, end: ...}}}}, got {describe(change)}",
+            entry=_ENTRY,
+        )
     raw = dict(change) if change is not None else _default_change(scenario)
     action = _action(scenario, raw)
     with tempfile.TemporaryDirectory(prefix="tvpower-what-if-") as workdir:
@@ -89,6 +97,7 @@ def what_if(scenario: Scenario, change: Mapping[str, Any] | None = None) -> What
 
 def _action(scenario: Scenario, raw: dict[str, Any]) -> Action:
     kinds = list(raw)
+    raw = {kind: _plain(value) for kind, value in raw.items()}
     if len(kinds) != 1 or kinds[0] not in EVENT_ACTIONS:
         raise ScheduleError(
             str(scenario.path),
@@ -106,20 +115,34 @@ def _action(scenario: Scenario, raw: dict[str, Any]) -> Action:
     )
 
 
+def _plain(value: Any) -> Any:
+    """A change's value as a YAML schedule holds it: instants as ISO text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _default_change(scenario: Scenario) -> dict[str, Any]:
-    inside = [
-        e.id
-        for e in scenario.schedule.events
-        if e.rrule or (e.start < scenario.end and e.end > scenario.start)
-    ]
+    schedule = scenario.schedule
+    occurring = set(expand(schedule, scenario.start, scenario.end)["event_id"])
+    inside = [e.id for e in schedule.events if e.id in occurring]
     if inside:
         return {"cancel": inside[0]}
-    schedule = scenario.schedule
     owner = "group" if schedule.groups else "client"
     end = scenario.end - timedelta(hours=1)
+    taken = {e.id for e in schedule.events}
+    name = next(
+        f"what-if-{n}" if n else "what-if"
+        for n in range(len(taken) + 1)
+        if (f"what-if-{n}" if n else "what-if") not in taken
+    )
     return {
         "add": {
-            "id": "what-if",
+            "id": name,
             owner: next(iter(schedule.groups or schedule.clients)),
             "start": (end - timedelta(hours=1)).isoformat(),
             "end": end.isoformat(),
