@@ -9,11 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tvpower.intents import Intent, encode
+from tvpower.intents import Intent, encode, format_instant
 from tvpower.sim import SimResult, load_scenario, simulate
 from tvpower.sim.fleet import Receipt
 from tvpower.sim.run import Simulation, record
-from tvpower.sim.tables import utc_text
 from tvpower.sim.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +199,7 @@ async def _lobby(tmp_path: Path, more: str) -> SimResult:
 
 def _rows(violations: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return sorted(
-        (v.check, v.client_id, utc_text(v.at), v.detail)
+        (v.check, v.client_id, format_instant(v.at), v.detail)
         for v in violations.itertuples()
     )
 

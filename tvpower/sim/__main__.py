@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from tvpower.cli import configure_logging, run_cli
 from tvpower.errors import UsageError
+from tvpower.intents import format_instant
 from tvpower.sim import load_scenario, simulate
-from tvpower.sim.tables import summarize, utc_text, write_tables
+from tvpower.sim.tables import summarize, write_tables
 
 PROG = "python -m tvpower.sim"
 _PROGRESS_FROM = 3
@@ -67,8 +68,8 @@ def _run(
     ]
     print(summarize(results).to_string(index=False))
     for result in results:
-        for v in result.violations.itertuples():
-            at = utc_text(v.at)
+        times = result.violations["at"].map(format_instant)
+        for v, at in zip(result.violations.itertuples(), times, strict=True):
             client = v.client_id if isinstance(v.client_id, str) else "-"
             print(f"{result.scenario}: {v.check} {client} {at}: {v.detail}")
     if out is not None:

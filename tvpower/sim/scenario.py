@@ -167,7 +167,6 @@ def load_scenario(path: str | Path) -> Scenario:
         )
     start, end = _span(simulation, path)
     group_topics = _choice(simulation, "group_topics", (False, True), path)
-    _check_work([(start, schedule)], (), start, end, group_topics, path)
     actions = _actions(document.get("timeline", []), path, schedule, raw_schedule)
     schedule_document = {
         k: v for k, v in raw_schedule.items() if k not in SCENARIO_KEYS
@@ -181,9 +180,7 @@ def load_scenario(path: str | Path) -> Scenario:
                 field="at",
             )
     edits = _try_edits(actions, schedule_document, schedule_path, path)
-    if actions:
-        versions = [(start, schedule), *edits]
-        _check_work(versions, actions, start, end, group_topics, path)
+    _check_work([(start, schedule), *edits], actions, start, end, group_topics, path)
     expectations = _expectations(document.get("expect", []), path, schedule)
     joins = {a.target: a.at for a in actions if a.kind == "join"}
     for expectation in expectations:
@@ -346,7 +343,8 @@ def _group_segments(timeline: Timeline, lo: int, hi: int) -> pd.DataFrame:
     rows = profiles.merge(timeline.segments, on="profile", how="inner")
     starts = rows["start"].to_numpy(dtype=np.int64).clip(min=lo)
     ends = rows["end"].to_numpy(dtype=np.int64).clip(max=hi)
-    on = rows["code"].isin([REASONS.index("event_window_active")]).to_numpy()
+    # A group's own profile holds its events only: on means an event.
+    on = rows["code"].to_numpy() == REASONS.index("event_window_active")
     keep = starts < ends
     return pd.DataFrame(
         {

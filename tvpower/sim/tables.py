@@ -16,7 +16,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from tvpower.sim import SimResult
 
-__all__ = ["CSV_TIME", "TABLES", "summarize", "utc_text", "write_tables"]
+__all__ = ["CSV_TIME", "TABLES", "summarize", "write_tables"]
 
 CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
 TABLES = ("received", "power", "violations")
@@ -57,8 +57,3 @@ def write_tables(
             frame.to_csv(path, index=False, date_format=CSV_TIME)
         written.append(path)
     return written
-
-
-def utc_text(instant: object) -> str:
-    """An instant as tvpower writes it: UTC, whole seconds, ``Z``."""
-    return pd.Timestamp(instant).tz_convert("UTC").strftime(CSV_TIME)  # type: ignore[arg-type]

@@ -50,10 +50,10 @@ import pandas as pd
 
 from tvpower.audit import compare, read_publish_log, rebuild
 from tvpower.engine import compute_timeline
+from tvpower.intents import format_instant
 from tvpower.sim.fleet import EXPIRED, Receipt, client_topic
 from tvpower.sim.run import Recording, Violation
 from tvpower.sim.scenario import Expectation
-from tvpower.sim.tables import utc_text
 
 __all__ = [
     "POWER_COLUMNS",
@@ -424,7 +424,9 @@ def _no_off(
     for intent_id, copies in off.groupby("intent_id", sort=False)["at"]:
         detail = f"{where}off intent {intent_id} received"
         if len(copies) > 1:
-            detail += f" ({len(copies)} times, the last at {utc_text(copies.max())})"
+            detail += (
+                f" ({len(copies)} times, the last at {format_instant(copies.max())})"
+            )
         rows.append(("expect", client_id, copies.min(), detail))
     dark = tv[(tv["power"] == "off") & (tv["start"] < hi) & (tv["end"] > lo)]
     for start in dark["start"]:
@@ -486,20 +488,12 @@ def _spans_by_client(frames: list[pd.DataFrame]) -> dict[str, list[Span]]:
     if not frames:
         return {}
     rows = pd.concat(frames, ignore_index=True)
-    rows = rows.sort_values(["client_id", "start"], kind="stable")
-    spans: dict[str, list[Span]] = {}
-    for client_id, start, end in zip(
-        rows["client_id"].to_numpy(),
-        rows["start"].to_numpy().tolist(),
-        rows["end"].to_numpy().tolist(),
-        strict=True,
-    ):
-        mine = spans.setdefault(str(client_id), [])
-        if mine and start <= mine[-1][1]:
-            mine[-1] = (mine[-1][0], max(mine[-1][1], end))
-        else:
-            mine.append((start, end))
-    return spans
+    return {
+        str(client_id): _merged(
+            list(zip(group["start"].tolist(), group["end"].tolist(), strict=True))
+        )
+        for client_id, group in rows.groupby("client_id", sort=False)
+    }
 
 
 def _merged(spans: list[Span]) -> list[Span]:
