@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tvpower.errors import UsageError
 from tvpower.publish import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,14 +95,76 @@ def test_help_lists_every_environment_variable() -> None:
         assert name in result.stdout
 
 
-def test_an_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
+def test_an_unknown_key_in_the_file_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('[tvpower]\nbrokr = "mqtt://x"\n')
     result = _publish("--config", str(path))
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1].endswith(
-        "unrecognized arguments: --brokr=mqtt://x"
+    assert result.stderr == (
+        f"tvpower.publish: error: {path}: unknown key 'brokr' in [tvpower]; "
+        "see --help for the options\n"
     )
+
+
+def _parse_file(path: Path, text: str) -> None:
+    path.write_text(text)
+    build_parser().parse_args(["--config", str(path)])
+
+
+# schedul would abbreviate --schedule; a file cannot name a second one.
+@pytest.mark.parametrize("key", ["schedul", "config"])
+def test_a_key_that_names_no_option_is_refused(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "publish.toml"
+    with pytest.raises(UsageError) as caught:
+        _parse_file(path, f'[tvpower]\n{key} = "from-file.yaml"\n')
+    assert str(caught.value) == (
+        f"{path}: unknown key {key!r} in [tvpower]; see --help for the options"
+    )
+
+
+def test_a_flag_may_not_abbreviate_an_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["--schedul", "x.yaml"])
+    assert caught.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.endswith("error: unrecognized arguments: --schedul x.yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('keepalive = "15"', "expected an integer, got '15'"),
+        ("keepalive = [1, 2]", "expected an integer, got [1, 2]"),
+        ("dry-run = 1", "expected true or false, got 1"),
+        ("schedule = 2019-03-05", "expected a string, got datetime.date(2019, 3, 5)"),
+        ('expiry-policy = "forever"', "expected one of 'ttl', 'window', got 'forever'"),
+    ],
+)
+def test_a_value_of_the_wrong_type_in_the_file_is_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    path = tmp_path / "publish.toml"
+    key = line.split(" = ")[0]
+    with pytest.raises(UsageError) as caught:
+        _parse_file(path, f"[tvpower]\n{line}\n")
+    assert str(caught.value) == f"{path}: key {key!r} in [tvpower]: {message}"
+
+
+def test_a_file_without_the_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "publish.toml"
+    with pytest.raises(UsageError) as caught:
+        _parse_file(path, 'schedule = "x.yaml"\n')
+    assert str(caught.value) == f"{path}: expected a [tvpower] table of options"
+
+
+def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "publish.toml"
+    with pytest.raises(UsageError) as caught:
+        _parse_file(path, "[tvpower\n")
+    # The rest is tomllib's, with line and column.
+    assert str(caught.value).startswith(f"{path}: not valid TOML: ")
 
 
 def test_a_missing_schedule_is_one_line() -> None:

@@ -2,9 +2,9 @@
 
 Every test starts ``python -m tvpower.publish --broker ... --now T`` as a
 process of its own against a Mosquitto on a free 127.0.0.1 port
-(``persistence false``; two SIGTERM tests use no broker or a silent
-listener instead), watches it with real MQTT subscribers, and kills every
-process it started when it ends, whatever happens. ``--now`` fixes
+(``persistence false``; some SIGTERM tests use no broker, a silent listener
+or ``--dry-run`` instead), watches it with real MQTT subscribers, and kills
+every process it started when it ends, whatever happens. ``--now`` fixes
 the instant the publisher's clock starts at; from there it runs at real
 speed, so the schedules below put their events a few seconds around ``T``.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -35,6 +37,7 @@ import aiomqtt
 import pytest
 
 from tvpower.intents import validate_payload
+from tvpower.timeline import main as timeline_main
 
 from .conftest import MOSQUITTO_MISSING, Mosquitto, collect_retained
 from .watch import Watch, watching
@@ -865,6 +868,29 @@ async def test_sigterm_while_connecting_to_a_silent_broker_exits_0_quickly(
         f"exited {took:.2f} s after SIGTERM:\n{publisher.stderr()}"
     )
     _check_clean_exit(publisher, status)
+
+
+async def test_sigterm_in_a_dry_run_logs_where_the_log_ends(
+    tmp_path: Path, free_port: int, start_publisher: Any
+) -> None:
+    schedule = tmp_path / "schedule.yaml"
+    write_schedule(schedule, steady_events())
+    async with asyncio.timeout(60):
+        # A dry run connects to nothing: nothing listens on free_port.
+        publisher = start_publisher(schedule, free_port, T, "--dry-run")
+        await publisher.wait_for(
+            lambda _: bool(publisher.events("publish")), "first publish", _START_SECONDS
+        )
+        status, _ = await publisher.terminate()
+    _check_clean_exit(publisher, status)
+    assert {r["outcome"] for r in publisher.events("publish")} == {"dry_run"}
+
+    # The timeline rebuilt from the log runs to the stop, not to the last publish.
+    out = io.StringIO()
+    assert timeline_main(["--from-log", str(publisher.log)], out=out) == 0
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {r["client_id"] for r in rows} == set(CLIENTS)
+    assert {r["end"] for r in rows} == {publisher.events("stopped")[-1]["at"]}
 
 
 def _check_clean_exit(publisher: PublishProcess, status: int) -> None:

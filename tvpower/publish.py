@@ -16,8 +16,10 @@ import logging
 import os
 import signal
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 import configargparse
 
@@ -46,8 +48,12 @@ from tvpower.watch import watch_schedule
 
 logger = logging.getLogger("tvpower.publish")
 
+#: The table of the --config file that holds the options.
+_TABLE = "tvpower"
+
 
 def build_parser() -> configargparse.ArgumentParser:
+    config_file = _ConfigFile()
     parser = configargparse.ArgumentParser(
         prog="python -m tvpower.publish",
         description="Publish every client's power intent, retained, and keep it "
@@ -55,13 +61,75 @@ def build_parser() -> configargparse.ArgumentParser:
         epilog="Precedence: flags, then TVPOWER_* environment variables, then the "
         "[tvpower] table of the --config TOML file (keys as the long flags without "
         'dashes in front, e.g. topic-prefix = "screens").',
-        config_file_parser_class=configargparse.TomlConfigParser(["tvpower"]),
+        config_file_parser_class=config_file,
+        # Neither a flag nor a key of the file may stand for a longer option.
+        allow_abbrev=False,
     )
     _add_source_options(parser)
     _add_connection_options(parser)
     _add_rollout_options(parser)
     _add_output_options(parser)
+    config_file.options = {
+        option[2:]: action
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--config")
+    }
     return parser
+
+
+# configargparse has no type hints: its classes are Any to mypy.
+class _ConfigFile(configargparse.TomlConfigParser):  # type: ignore[misc]
+    """The [tvpower] table of --config, each key checked against the options.
+
+    configargparse would turn an unknown key into a flag that argparse then
+    refuses, or takes for an option it abbreviates; here it is one line that
+    names the file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__([_TABLE])
+        self.options: dict[str, argparse.Action] = {}
+
+    def parse(self, stream: TextIO) -> dict[str, str]:
+        path = stream.name
+        try:
+            table = tomllib.loads(stream.read()).get(_TABLE)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: expected a [{_TABLE}] table of options")
+        for key, value in table.items():
+            self._check(path, key, value)
+        # argparse converts the strings back, as it does flags.
+        return {key: str(value) for key, value in table.items()}
+
+    def _check(self, path: str, key: str, value: Any) -> None:
+        action = self.options.get(key)
+        if action is None:
+            raise UsageError(
+                f"{path}: unknown key {key!r} in [{_TABLE}]; see --help for the options"
+            )
+        kind, expected = _toml_type(action)
+        if type(value) is not kind:
+            raise UsageError(
+                f"{path}: key {key!r} in [{_TABLE}]: expected {expected}, got {value!r}"
+            )
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(repr(c) for c in action.choices)
+            raise UsageError(
+                f"{path}: key {key!r} in [{_TABLE}]: expected one of {choices}, "
+                f"got {value!r}"
+            )
+
+
+def _toml_type(action: argparse.Action) -> tuple[type, str]:
+    """The TOML type a key of the file takes, and its name for messages."""
+    if action.nargs == 0:
+        return bool, "true or false"
+    if action.type is int:
+        return int, "an integer"
+    return str, "a string"
 
 
 def _add_source_options(parser: configargparse.ArgumentParser) -> None:
@@ -205,12 +273,11 @@ def _add_output_options(parser: configargparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # Until the event loop takes SIGTERM over, it stops start-up quietly.
     signal.signal(signal.SIGTERM, _stop_starting)
-    args = build_parser().parse_args(argv)
-    configure_logging(args.log_format)
-    return run_cli("tvpower.publish", lambda: _main(args))
+    return run_cli("tvpower.publish", lambda: _main(build_parser().parse_args(argv)))
 
 
 def _main(args: argparse.Namespace) -> int:
+    configure_logging(args.log_format)
     _check_identity(args.topic_prefix, args.client_id)
     if not args.schedule:
         raise UsageError(
@@ -298,25 +365,35 @@ async def _serve(publisher: Publisher, connection: _Connection, schedule: Path) 
         stack.push_async_callback(cancel_task, watcher)
         if publisher.options.dry_run:
             await publisher.run(None, stop)
-            return
-        address = connection.address
-        if address is None:
-            broker = EmbeddedBroker(*connection.listen)
-            await stack.enter_async_context(broker)
-            _announce(broker, publisher.topic_prefix)
-            address = parse_broker_url(broker.url)
-        await publisher.serve(
-            lambda: connection.publisher(address),
-            stop,
-            broker=str(address),
-            client_id=connection.client_id,
-        )
+        else:
+            await _serve_broker(publisher, connection, stop, stack)
     # "at" is on the publisher's clock, like issued_at: where the log ends.
     fields = {
         "client_id": connection.client_id,
         "at": format_instant(publisher.clock.now()),
     }
     logger.info("stopped", extra={"fields": fields})
+
+
+async def _serve_broker(
+    publisher: Publisher,
+    connection: _Connection,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """Publish to --broker, or to an embedded broker that ``stack`` stops."""
+    address = connection.address
+    if address is None:
+        broker = EmbeddedBroker(*connection.listen)
+        await stack.enter_async_context(broker)
+        _announce(broker, publisher.topic_prefix)
+        address = parse_broker_url(broker.url)
+    await publisher.serve(
+        lambda: connection.publisher(address),
+        stop,
+        broker=str(address),
+        client_id=connection.client_id,
+    )
 
 
 def _stop_starting(signum: int, frame: object) -> None:
