@@ -10,12 +10,14 @@ from __future__ import annotations
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tvpower.calendars import COLUMNS, expand, first_start
 from tvpower.schedule import Schedule, load_schedule
@@ -614,6 +616,144 @@ def test_yaml_exdate_removes_an_occurrence(write: Write) -> None:
         date(2026, 3, 2),
         date(2026, 3, 23),
     ]
+
+
+def test_yaml_exdate_in_utc_removes_the_occurrence_at_that_instant(
+    write: Write,
+) -> None:
+    # Daily at 09:00 New York (13:00Z). 09:00Z is 05:00 there, when no
+    # occurrence starts: nothing is removed, also not the 09:00 local one.
+    schedule = load_schedule(
+        write("""\
+            timezone: America/New_York
+            clients: {tv: {}}
+            events:
+              - {id: standup, client: tv, start: 2026-06-09T09:00,
+                 end: 2026-06-09T10:00, rrule: "FREQ=DAILY;COUNT=3",
+                 exdates: ["2026-06-10T09:00:00Z", "2026-06-11T13:00:00Z"]}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 12))
+
+    assert spans(frame, UTC) == [
+        (at(UTC, 2026, 6, 9, 13), at(UTC, 2026, 6, 9, 14)),
+        (at(UTC, 2026, 6, 10, 13), at(UTC, 2026, 6, 10, 14)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exdate", "removed"),
+    [
+        # 02:30Z is 04:30 in Berlin: no occurrence starts then.
+        ("2026-10-23T02:30:00Z", None),
+        ("2026-10-23T00:30:00Z", date(2026, 10, 23)),
+        # The fall-back night passes 02:30 twice; the series starts at the
+        # first (CEST, RFC 5545), so the second (CET) names no occurrence.
+        ("2026-10-25T02:30:00+01:00", None),
+        ("2026-10-25T02:30:00+02:00", date(2026, 10, 25)),
+        ("2026-10-25T02:30", date(2026, 10, 25)),
+    ],
+)
+def test_yaml_exdate_on_the_fall_back_night_tells_the_two_0230s_apart(
+    write: Write, exdate: str, removed: date | None
+) -> None:
+    schedule = load_schedule(
+        write(f"""\
+            timezone: Europe/Berlin
+            clients: {{tv: {{}}}}
+            events:
+              - {{id: night, client: tv, start: 2026-10-23T02:30,
+                 end: 2026-10-23T03:00, rrule: "FREQ=DAILY;COUNT=4",
+                 exdates: ["{exdate}"]}}
+            """)
+    )
+    frame = expand(schedule, at(UTC, 2026, 10, 22), at(UTC, 2026, 10, 28))
+
+    # Each starts at 02:30 local; at() reads the 25th's as the first, CEST.
+    assert list(frame["start"]) == [
+        ns(at(BERLIN, 2026, 10, day, 2, 30))
+        for day in (23, 24, 25, 26)
+        if date(2026, 10, day) != removed
+    ]
+
+
+#: Where each zone changes its offset in 2026: the spring gap, the fall-back
+#: fold (Lord Howe's change is half an hour).
+_CHANGES = {
+    "America/New_York": (date(2026, 3, 8), date(2026, 11, 1)),
+    "Australia/Lord_Howe": (date(2026, 4, 5), date(2026, 10, 4)),
+    "Europe/Berlin": (date(2026, 3, 29), date(2026, 10, 25)),
+}
+_RULES = ("FREQ=HOURLY;COUNT=8", "FREQ=MINUTELY;INTERVAL=90;COUNT=6")
+
+
+def _series_yaml(zone: str, first: datetime, rule: str, exdates: list[str]) -> str:
+    return f"""\
+        timezone: {zone}
+        clients: {{tv: {{}}}}
+        events:
+          - {{id: s, client: tv, start: "{first:%Y-%m-%dT%H:%M}",
+             end: "{first + timedelta(minutes=20):%Y-%m-%dT%H:%M}",
+             rrule: "{rule}", exdates: {exdates}}}
+        """
+
+
+@st.composite
+def _written(draw: st.DrawFn, instant: datetime, zone: ZoneInfo) -> str:
+    """An exdate as a schedule may write ``instant``.
+
+    In UTC, with any offset, with the zone's offset then, or as wall time in
+    the zone (which names the first of an ambiguous time, see :func:`_named`).
+    """
+    minutes = draw(st.integers(-12 * 4, 14 * 4)) * 15
+    forms = [
+        instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        instant.astimezone(timezone(timedelta(minutes=minutes))).isoformat(),
+        instant.astimezone(zone).isoformat(),
+        instant.astimezone(zone).replace(tzinfo=None).isoformat(),
+    ]
+    return draw(st.sampled_from(forms))
+
+
+def _named(text: str, zone: ZoneInfo) -> int:
+    """The instant an exdate names, in ns: wall time is its first reading."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone, fold=0)
+    return ns(moment)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_yaml_exdate_removes_exactly_the_occurrences_at_its_instant(
+    write: Write, data: st.DataObject
+) -> None:
+    name = data.draw(st.sampled_from(sorted(_CHANGES)), "zone")
+    zone = ZoneInfo(name)
+    day = data.draw(st.sampled_from(_CHANGES[name]), "day")
+    first = datetime(day.year, day.month, day.day) + timedelta(
+        minutes=30 * data.draw(st.integers(-6, 6), "half hours")
+    )
+    rule = data.draw(st.sampled_from(_RULES), "rule")
+    midnight = at(UTC, day.year, day.month, day.day)
+    span = (midnight - timedelta(days=2), midnight + timedelta(days=3))
+    every = expand(load_schedule(write(_series_yaml(name, first, rule, []))), *span)
+
+    # An occurrence's start, or any half hour around them.
+    grid = st.integers(-4, 20).map(
+        lambda k: first.replace(tzinfo=zone).astimezone(UTC) + timedelta(minutes=30 * k)
+    )
+    starts = st.sampled_from(
+        [datetime.fromtimestamp(s // NS, UTC) for s in every["start"]]
+    )
+    instant = data.draw(starts | grid, "instant")
+    exdate = data.draw(_written(instant, zone), "exdate")
+    frame = expand(
+        load_schedule(write(_series_yaml(name, first, rule, [exdate]))), *span
+    )
+
+    kept = every[every["start"] != _named(exdate, zone)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame, kept)
 
 
 def test_example_office_override_and_back_to_back_events() -> None:

@@ -280,6 +280,26 @@ def test_ambiguous_local_time_means_its_first_occurrence(write: Write) -> None:
     assert event.start.astimezone(UTC) == datetime(2019, 11, 3, 5, 30, tzinfo=UTC)
 
 
+def test_exdates_name_instants_local_ones_in_the_event_zone(write: Write) -> None:
+    # Europe/Berlin passes 02:00-03:00 twice on 2026-10-25: first in CEST
+    # (+02:00), then in CET (+01:00).
+    path = write("""\
+        timezone: Europe/Berlin
+        clients: {lobby: }
+        events:
+          - {id: e, client: lobby, start: 2026-10-23T02:30, end: 2026-10-23T03:00,
+             rrule: FREQ=DAILY, exdates: ["2026-10-23T02:30:00Z",
+             "2026-10-25T02:30:00+01:00", "2026-10-25T02:30"]}
+        """)
+    [event] = load_schedule(path).events
+
+    assert [exdate.astimezone(UTC) for exdate in event.exdates] == [
+        datetime(2026, 10, 23, 2, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+    ]
+
+
 def test_fractional_seconds_are_floored(write: Write) -> None:
     path = write(
         BASE + "events:\n  - {id: e, group: machbar, "

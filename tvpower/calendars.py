@@ -196,7 +196,7 @@ def _single_event_rows(events: tuple[Event, ...]) -> list[_Row]:
 
 
 def _recurring_event_rows(events: tuple[Event, ...], span: _Span) -> list[_Row]:
-    """Occurrences of the events with an RRULE.
+    """Occurrences of the events with an RRULE, less those their exdates remove.
 
     Each occurrence lasts the exact duration of its event (RFC 5545,
     3.8.5.3, for a series given with DTEND). recurring_ical_events adds the
@@ -209,25 +209,44 @@ def _recurring_event_rows(events: tuple[Event, ...], span: _Span) -> list[_Row]:
     calendar = icalendar.Calendar()
     for index, event in enumerate(recurring):
         calendar.add_component(_vevent(event, uid=str(index)))
+    removed = _removed_starts(recurring)
 
     rows = []
     for occurrence in recurring_ical_events.of(calendar).between(*span):
-        event = recurring[int(occurrence["UID"])]
-        start_ns = _ns(occurrence.start)
-        rows.append(_row(event, start_ns, start_ns + _ns(event.end) - _ns(event.start)))
+        index, start_ns = int(occurrence["UID"]), _ns(occurrence.start)
+        if (index, start_ns) not in removed:
+            event = recurring[index]
+            end_ns = start_ns + _ns(event.end) - _ns(event.start)
+            rows.append(_row(event, start_ns, end_ns))
     return rows
 
 
+def _removed_starts(recurring: list[Event]) -> set[tuple[int, int]]:
+    """The occurrences the exdates name, as (event index, start in ns).
+
+    An exdate removes the occurrence that starts at its instant, and nothing
+    when none does. recurring_ical_events would also match an EXDATE by its
+    wall-clock digits alone: ``09:00Z`` would remove a 09:00 New York
+    occurrence, and the second 02:30 of a fall-back night the first one.
+    """
+    return {
+        (index, _ns(exdate))
+        for index, event in enumerate(recurring)
+        for exdate in event.exdates
+    }
+
+
 def _vevent(event: Event, uid: str) -> Any:
-    """A VEVENT for a schedule event, in the event's own zone."""
+    """A VEVENT for a schedule event's series, in the event's own zone.
+
+    It has no EXDATE: :func:`_removed_starts` applies the exdates.
+    """
     vevent = icalendar.Event()
     vevent.add("uid", uid)
     vevent.add("dtstart", event.start)
     vevent.add("dtend", event.end)
     if event.rrule:
         vevent.add("rrule", icalendar.vRecur.from_ical(event.rrule))
-    for exdate in event.exdates:
-        vevent.add("exdate", exdate)
     return vevent
 
 

@@ -112,7 +112,8 @@ class Event:
 
     ``start``, ``end`` and ``exdates`` are aware datetimes: in the applicable
     zone (a ``ZoneInfo``) when the file gave local wall time, otherwise with
-    the file's fixed offset; recurrences expand in that zone.
+    the file's fixed offset; recurrences expand in the zone of ``start``.
+    Each exdate removes the occurrence that starts at its instant, if any.
     ``desired_state`` is set only on client overrides. ``entry`` names the
     event in error messages, like ``events[3] (id 'talk')``.
     """
@@ -1416,7 +1417,11 @@ def _until_problem(parts: Mapping[str, list[Any]], start: datetime) -> str | Non
 def _exdates(
     raw: Mapping[str, Any], rrule: str | None, zone: ZoneInfo, entry: _Entry
 ) -> tuple[datetime, ...]:
-    """The instants removed from a recurring event."""
+    """The instants removed from a recurring event.
+
+    An exdate with an offset names its instant; local wall time is read in
+    ``zone`` like a start is, so an ambiguous one means its first occurrence.
+    """
     if "exdates" not in raw:
         return ()
     value = raw["exdates"]
