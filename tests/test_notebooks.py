@@ -1,22 +1,33 @@
 """The analyst notebooks run top to bottom with papermill, as CI runs them.
 
 The full scenario library goes through ``notebooks/verify.ipynb`` in
-``.ci/run``; here a few scenarios keep the suite quick.
+``.ci/run``; here a few scenarios keep the suite quick. The chart
+``explore.ipynb`` draws is checked on its own, without a run.
 """
 
 from __future__ import annotations
 
+import itertools
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
+import matplotlib.dates
 import matplotlib.image
 import nbformat
+import pandas as pd
 import papermill
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from tvpower.sim import Scenario, SimResult, load_scenario
+from tvpower.sim.chart import ABSENT, DISCONNECTED, away_stretches, power_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BROKEN = ROOT / "tests" / "data" / "sim-broken-expectation.yaml"
+SCENARIOS = ROOT / "scenarios"
 SHIPPED = [
     "../scenarios/makerspace-potsdam.yaml",
     "../scenarios/cancellation.yaml",
@@ -103,3 +114,127 @@ def test_notebooks_are_stored_without_outputs() -> None:
             assert not cell.outputs, f"{path.name}: stored outputs"
             assert cell.execution_count is None, f"{path.name}: execution count"
         assert all(c.source.strip() for c in notebook.cells), path.name
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _result(scenario: Scenario, power: list[tuple[str, str, str, str]]) -> SimResult:
+    """A run of ``scenario`` whose TVs had these stretches of power, and no more."""
+    columns = ["client_id", "start", "end", "power"]
+    table = pd.DataFrame(power, columns=columns)
+    for column in ("start", "end"):
+        table[column] = pd.to_datetime(table[column], utc=True)
+    return SimResult(
+        scenario=scenario.name,
+        clients=len(scenario.schedule.clients),
+        received=pd.DataFrame(),
+        power=table,
+        violations=pd.DataFrame(),
+        seconds=0.0,
+    )
+
+
+def _bars(figure: Figure, label: str) -> list[tuple[str, datetime, datetime]]:
+    """The bars drawn under ``label``: client, start and end (UTC)."""
+    ax = figure.axes[0]
+    clients = [tick.get_text() for tick in ax.get_yticklabels()]
+    bars = []
+    for collection in ax.collections:
+        if collection.get_label() != label:
+            continue
+        for path in collection.get_paths():
+            box = path.get_extents()
+            start, end = matplotlib.dates.num2date([box.x0, box.x1])
+            bars.append((clients[round((box.y0 + box.y1) / 2)], start, end))
+    return sorted(bars)
+
+
+def test_the_chart_draws_absent_and_disconnected_apart_from_off() -> None:
+    scenario = load_scenario(SCENARIOS / "client-reconnect.yaml")
+    result = _result(
+        scenario,
+        [
+            ("lobby-left", "2026-03-02T08:00Z", "2026-03-02T09:00Z", "off"),
+            ("lobby-left", "2026-03-02T09:00Z", "2026-03-02T12:00Z", "on"),
+            ("lobby-left", "2026-03-02T12:00Z", "2026-03-02T15:00Z", "off"),
+            ("lobby-right", "2026-03-02T08:00Z", "2026-03-02T15:00Z", "off"),
+            ("kiosk", "2026-03-02T13:15Z", "2026-03-02T15:00Z", "off"),
+        ],
+    )
+
+    chart = power_chart(scenario, result)
+
+    assert _bars(chart, ABSENT) == [
+        ("kiosk", _at("2026-03-02T08:00Z"), _at("2026-03-02T13:15Z"))
+    ]
+    assert _bars(chart, DISCONNECTED) == [
+        ("lobby-left", _at("2026-03-02T09:40Z"), _at("2026-03-02T10:50Z")),
+        ("lobby-right", _at("2026-03-02T11:45Z"), _at("2026-03-02T12:20Z")),
+    ]
+    # Off is drawn as nothing: the only bar of a TV is its one stretch on.
+    assert _bars(chart, "TV on") == [
+        ("lobby-left", _at("2026-03-02T09:00Z"), _at("2026-03-02T12:00Z"))
+    ]
+    for collection in chart.axes[0].collections:
+        if collection.get_label() in (ABSENT, DISCONNECTED):
+            assert collection.get_hatch(), collection.get_label()
+    legend = chart.axes[0].get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "TV on",
+        ABSENT,
+        DISCONNECTED,
+        "switched on",
+        "switched off",
+        "action",
+    ]
+
+
+def test_away_stretches_run_to_the_end_without_a_reconnect(tmp_path: Path) -> None:
+    scenario = tmp_path / "away.yaml"
+    scenario.write_text(
+        textwrap.dedent(
+            """\
+            timezone: UTC
+            clients: {kiosk: {}, hall: {}}
+            events: []
+            simulation:
+              start: 2026-03-02T08:00:00Z
+              end: 2026-03-02T12:00:00Z
+            timeline:
+              - {at: 2026-03-02T08:00:00Z, join: kiosk}
+              - {at: 2026-03-02T09:00:00Z, disconnect: kiosk}
+              - {at: 2026-03-02T10:00:00Z, disconnect: hall}
+            """
+        )
+    )
+
+    stretches = away_stretches(load_scenario(scenario))
+
+    # A join at the start leaves no stretch before it.
+    assert stretches == [
+        ("kiosk", _at("2026-03-02T09:00Z"), _at("2026-03-02T12:00Z"), DISCONNECTED),
+        ("hall", _at("2026-03-02T10:00Z"), _at("2026-03-02T12:00Z"), DISCONNECTED),
+    ]
+
+
+def test_the_chart_names_actions_at_one_instant_side_by_side() -> None:
+    # A broker restart and a disconnect at 10:15, a reconnect at 10:16.
+    scenario = load_scenario(SCENARIOS / "broker-restart.yaml")
+    chart = power_chart(scenario, _result(scenario, []))
+    chart.draw_without_rendering()
+
+    ax = chart.axes[0]
+    assert len(ax.texts) == len(scenario.actions) == 4
+    # The names' own boxes: their leader lines may cross.
+    boxes = [Text.get_window_extent(name) for name in ax.texts]
+    for one, other in itertools.combinations(boxes, 2):
+        assert not one.overlaps(other)
+    # Above the rows, under the title.
+    (title,) = chart.texts
+    assert title.get_text() == "TV power per client: scenario broker-restart"
+    rows, top = ax.get_window_extent(), title.get_window_extent()
+    assert all(rows.y1 <= box.y0 and box.y1 <= top.y0 for box in boxes)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("time (UTC)", "client")
