@@ -16,6 +16,7 @@ from tvpower.sim import load_scenario, run_scenario, simulate
 from tvpower.sim.__main__ import main
 from tvpower.sim.fleet import Receipt, SimClient
 from tvpower.sim.run import record
+from tvpower.sim.tables import write_tables
 from tvpower.sim.verify import (
     POWER_COLUMNS,
     RECEIVED_COLUMNS,
@@ -141,13 +142,13 @@ def test_broken_expectation_exits_1_and_writes_csvs(
             "expect:\n  - {client: kiosk, no_off_between: "
             "[2026-03-02T09:30:00Z, 2026-03-02T09:00:00Z]}\n",
             "expect[0]: field 'no_off_between': expected START before END, got "
-            "2026-03-02T09:30:00+00:00 and 2026-03-02T09:00:00+00:00",
+            "2026-03-02T09:30:00Z and 2026-03-02T09:00:00Z",
         ),
         (
             "timeline:\n  - {at: 2026-03-02T09:00:00Z, join: kiosk}\n"
             "expect:\n  - {client: kiosk, at: 2026-03-02T08:45:00Z, state: 'off'}\n",
             "expect[0]: field 'at': client 'kiosk' joins only at "
-            "2026-03-02T09:00:00+00:00; got 2026-03-02T08:45:00+00:00",
+            "2026-03-02T09:00:00Z; got 2026-03-02T08:45:00Z",
         ),
         (
             "timeline:\n  - {at: 2026-03-02T09:10:00Z, cancel: welcome}\n"
@@ -208,8 +209,20 @@ def test_broken_expectation_exits_1_and_writes_csvs(
             "event_window_active, client_override_on, client_override_off, got "
             "'banana'",
         ),
+        (
+            "timeline:\n  - {at: 2026-03-02T09:10:00Z, add: {id: 7, group: lobby, "
+            "start: 2026-03-02T09:30:00Z, end: 2026-03-02T10:00:00Z}}\n",
+            "timeline[0]: field 'add.id': expected an event id that is text, got 7",
+        ),
+        (
+            "timeline:\n  - {at: 2026-03-02T07:00:00Z, disconnect: kiosk}\n",
+            "timeline[0]: field 'at': expected an instant from start to before "
+            "end, got 2026-03-02T07:00:00Z",
+        ),
     ],
     ids=[
+        "add-id-not-text",
+        "before-the-span",
         "unknown-client",
         "bad-state",
         "unknown-event",
@@ -275,6 +288,19 @@ INLINE = (
     ("text", "message"),
     [
         (
+            INLINE + "simulaton: {start: 2026-03-02T08:00:00Z, "
+            "end: 2026-03-02T11:00:00Z}\n",
+            "field 'simulaton': unknown key; expected one of clients, events, "
+            "grace_seconds, groups, lead_seconds, merge_gap, timezone, "
+            "ttl_seconds, expect, simulation, timeline",
+        ),
+        (
+            INLINE + "simulation: {start: 2026-03-02T08:00:00.2Z, "
+            "end: 2026-03-02T08:00:00.9Z}\n",
+            "simulation: field 'end': expected end at least a second after start "
+            "(intents speak in whole seconds), got 0.7 s",
+        ),
+        (
             INLINE,
             "field 'simulation': expected a mapping with start and end, got "
             "nothing; a schedule without it is not a scenario",
@@ -301,7 +327,8 @@ INLINE = (
         (
             INLINE + "simulation: {start: 2026-03-01T00:00:00Z, "
             "end: 2026-06-01T12:00:00Z}\n",
-            "simulation: field 'end': expected a span of at most 62 days, got 92.5",
+            "simulation: field 'end': expected a span of at most 62 days, got "
+            "92.5 days",
         ),
         (
             INLINE + "simulation: {start: 1969-12-31T00:00:00Z, "
@@ -315,8 +342,8 @@ INLINE = (
             "expect:\n  - {client: tv, no_off_between: "
             "[2026-03-02T09:00:00Z, 2026-03-02T12:00:00Z]}\n",
             "expect[0]: field 'no_off_between': expected an instant inside the "
-            "simulation, from 2026-03-02T08:00:00+00:00 to 2026-03-02T11:00:00+00:00, "
-            "got 2026-03-02T12:00:00+00:00",
+            "simulation, from 2026-03-02T08:00:00Z to 2026-03-02T11:00:00Z, "
+            "got 2026-03-02T12:00:00Z",
         ),
         (
             "timezone: UTC\nsimulation: {start: 2026-03-02T08:00:00Z, "
@@ -394,6 +421,8 @@ INLINE = (
         ),
     ],
     ids=[
+        "misspelt-simulation",
+        "under-a-second",
         "plain-schedule",
         "unknown-simulation-key",
         "bad-inline-event",
@@ -578,14 +607,57 @@ def test_an_out_that_cannot_take_the_tables_is_refused_before_any_run(
 
     assert main([str(BROKEN), "--out", str(afile)]) == 2
     assert main([str(BROKEN), str(copy), "--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as empty:
+        main([str(BROKEN), "--out", ""])
 
     err = capsys.readouterr()
+    assert empty.value.code == 2
     assert err.out == ""  # nothing ran
-    assert err.err.splitlines() == [
+    assert err.err.splitlines()[:2] == [
         f"python -m tvpower.sim: error: --out: cannot make {afile}: File exists",
         "python -m tvpower.sim: error: --out: two scenarios named "
         "sim-broken-expectation: their tables would overwrite each other",
     ]
+    assert err.err.splitlines()[-1] == (
+        "python -m tvpower.sim: error: argument --out: expected a directory, "
+        "got an empty path"
+    )
+
+
+def test_write_tables_refuses_what_would_lose_a_table(tmp_path: Path) -> None:
+    result = run_scenario(BROKEN)
+
+    with pytest.raises(ValueError, match="two scenarios named sim-broken"):
+        write_tables([result, result], tmp_path)
+    with pytest.raises(ValueError, match="expected csv or parquet, got 'json'"):
+        write_tables([result], tmp_path, "json")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+SUBSECOND = """timezone: UTC
+clients: {tv: {}}
+events:
+  - {id: talk, client: tv, start: 2026-03-02T09:00:00Z, end: 2026-03-02T10:00:00Z}
+simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T11:00:00Z}
+timeline:
+  - {at: 2026-03-02T09:30:00.250Z, cancel: talk}
+"""
+
+
+def test_csv_keeps_instants_between_seconds(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    scenario = tmp_path / "subsecond.yaml"
+    scenario.write_text(SUBSECOND)
+
+    assert main([str(scenario), "--out", str(tmp_path / "out")]) == 0
+
+    power = pd.read_csv(tmp_path / "out" / "subsecond-power.csv")
+    assert "2026-03-02T09:30:30.250000Z" in set(power["start"])
+    lead_time = str(ROOT / "scenarios" / "lead-time.yaml")
+    assert main([lead_time, "--out", str(tmp_path / "whole")]) == 0
+    whole = pd.read_csv(tmp_path / "whole" / "lead-time-power.csv")
+    assert whole["start"].str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").all()
 
 
 def test_every_table_keeps_its_instants_as_timestamps_when_empty(
@@ -671,3 +743,42 @@ def test_a_client_falls_back_to_its_group_when_its_own_intent_expires() -> None:
 
     # The run steps to the instant the client's own intent expires.
     assert client.deadline() == T0 + timedelta(minutes=10)
+
+
+SAME_INSTANT = """\
+timezone: UTC
+clients: {tv: {}}
+events:
+  - {id: early, client: tv, start: 2026-03-02T10:00:00Z, end: 2026-03-02T12:00:00Z}
+  - {id: talk, client: tv, start: 2026-03-02T13:00:00Z, end: 2026-03-02T14:00:00Z}
+simulation: {start: 2026-03-02T09:00:00Z, end: 2026-03-02T15:00:00Z}
+timeline:
+  - {at: 2026-03-02T12:00:00Z, add: {id: bridge, client: tv,
+      start: 2026-03-02T12:00:00Z, end: 2026-03-02T13:00:00Z}}
+  - {at: 2026-03-02T13:00:00Z, cancel: talk}
+"""
+
+
+async def test_an_edit_is_in_force_at_its_own_instant(tmp_path: Path) -> None:
+    scenario = tmp_path / "same-instant.yaml"
+    scenario.write_text(SAME_INSTANT)
+
+    result = await simulate(scenario)
+
+    # At 12:00 the bridge is in force before the publisher acts: no "off"
+    # between the early event and the bridge. At 13:00 the cancelled talk
+    # is gone before it would begin: "off" from then, and nothing else.
+    received = result.received[result.received["problem"] == ""]
+    states = received.groupby("desired_state")["at"].agg(["min", "max"])
+    assert states.loc["on", "max"] < pd.Timestamp("2026-03-02T13:00:00Z")
+    assert states.loc["off", "min"] == pd.Timestamp("2026-03-02T09:00:00Z")
+    offs = received[received["desired_state"] == "off"]["at"]
+    assert not offs.between(
+        pd.Timestamp("2026-03-02T10:00:00Z"),
+        pd.Timestamp("2026-03-02T12:59:59Z"),
+    ).any()
+    power = result.power[result.power["power"] == "on"]
+    assert power["start"].min() == pd.Timestamp("2026-03-02T10:00:00Z")
+    assert power["end"].max() == pd.Timestamp("2026-03-02T13:00:30Z")
+    assert len(power) == 1
+    assert result.passed

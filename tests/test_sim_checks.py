@@ -214,7 +214,7 @@ def _off_intent(result: SimResult, client_id: str, at: str) -> str:
     return str(off["intent_id"].item())
 
 
-async def test_an_edit_at_an_events_end_leaves_the_publishers_off_before_it(
+async def test_an_edit_at_an_events_end_is_in_force_before_the_publisher_acts(
     tmp_path: Path,
 ) -> None:
     result = await _lobby(
@@ -227,23 +227,16 @@ async def test_an_edit_at_an_events_end_leaves_the_publishers_off_before_it(
         " no_off_between: [2026-03-02T09:00:00Z, 2026-03-02T12:30:00Z]}\n",
     )
 
-    # At 12:00 the publisher published the old version's off, then the
-    # edit's on: no on_window violation, since the off was right then. But
-    # the off really arrived, and the expectation says none does.
-    intent_id = _off_intent(result, "lobby-left", "2026-03-02T12:00:00Z")
-    assert _rows(result.violations) == [
-        (
-            "expect",
-            "lobby-left",
-            "2026-03-02T12:00:00Z",
-            f"expect[0]: off intent {intent_id} received",
-        )
-    ]
-    at_noon = result.received[
-        (result.received["client_id"] == "lobby-left")
-        & (result.received["at"] == pd.Timestamp("2026-03-02T12:00:00Z"))
-    ]
-    assert list(at_noon["desired_state"]) == ["off", "on"]
+    # At 12:00 the edit comes first: the publisher never sends the old
+    # version's off, and the window runs on to the new end.
+    assert result.violations.empty
+    received = result.received[result.received["client_id"] == "lobby-left"]
+    offs = received.loc[received["desired_state"] == "off", "at"]
+    window = (
+        pd.Timestamp("2026-03-02T09:00:00Z"),
+        pd.Timestamp("2026-03-02T12:30:00Z"),
+    )
+    assert not ((offs >= window[0]) & (offs < window[1])).any()
     power = result.power[result.power["client_id"] == "lobby-left"]
     on = power[power["power"] == "on"].iloc[0]
     assert (on["start"], on["end"]) == (
@@ -281,7 +274,7 @@ async def test_a_cancel_and_re_add_at_one_instant_sends_one_real_off(
 
 @pytest.mark.parametrize("at", ["12:30:00", "12:32:00"])
 async def test_an_add_at_or_between_refreshes_passes(tmp_path: Path, at: str) -> None:
-    # At 12:30 the refresh publishes the old version's off, then the add's on.
+    # At 12:30 the add comes before the refresh, which publishes its on.
     result = await _lobby(
         tmp_path,
         "timeline:\n"
@@ -294,9 +287,11 @@ async def test_an_add_at_or_between_refreshes_passes(tmp_path: Path, at: str) ->
     assert result.violations.empty, result.violations.to_string()
 
 
-async def test_a_reconnect_before_a_cancel_at_one_instant_learns_the_old_state(
+async def test_a_reconnect_at_a_cancels_instant_learns_the_new_state(
     tmp_path: Path,
 ) -> None:
+    # Written first, the reconnect still comes after the cancel: at one
+    # instant, edits come before everything else.
     result = await _lobby(
         tmp_path,
         "timeline:\n"
@@ -307,7 +302,7 @@ async def test_a_reconnect_before_a_cancel_at_one_instant_learns_the_old_state(
 
     assert result.violations.empty, result.violations.to_string()
     learned = result.received[result.received["via"] == "reconnect"]
-    assert list(learned["desired_state"]) == ["on"]
+    assert list(learned["desired_state"]) == ["off"]
 
 
 async def test_a_real_off_at_an_edit_is_still_caught(tmp_path: Path) -> None:

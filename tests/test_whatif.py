@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -100,6 +101,19 @@ def test_a_calendar_schedule_keeps_its_calendars() -> None:
             "events[4] (id 'afternoon-talk'): end: expected an ISO 8601 date and "
             "time like '2019-03-05T14:00:00+01:00', got 'tomorrow'",
         ),
+        (
+            {"edit": {"id": "afternoon-talk", ("end",): "2026-03-02T15:00:00Z"}},
+            "what_if: field 'edit': expected field names that are text, got ('end',)",
+        ),
+        (
+            {"edit": {"id": "afternoon-talk", "end": 1 + 2j}},
+            "what_if: field 'edit': expected values a YAML schedule can hold, "
+            "got (1+2j)",
+        ),
+        (
+            {"add": {"id": 3}},
+            "what_if: field 'add.id': expected an event id that is text, got 3",
+        ),
     ],
 )
 def test_a_bad_change_names_what_is_wrong(
@@ -120,7 +134,23 @@ def test_instants_may_be_given_as_timestamps() -> None:
         "edit": {"id": "afternoon-talk", "end": _utc("2026-03-02T15:00:00Z")}
     }
 
-    assert what_if(plan, as_timestamp).segments.equals(what_if(plan, as_text).segments)
+    as_numpy = {
+        "edit": {"id": "afternoon-talk", "end": np.datetime64("2026-03-02T16:00:00")}
+    }
+
+    expected = what_if(plan, as_text).segments
+    assert not expected.empty
+    assert what_if(plan, as_timestamp).segments.equals(expected)
+    # A naive instant is the schedule's local time, Berlin's CET here.
+    assert what_if(plan, as_numpy).segments.equals(expected)
+
+
+def test_a_scenario_may_be_named_by_its_path() -> None:
+    change = {"edit": {"id": "afternoon-talk", "end": "2026-03-02T15:00:00Z"}}
+
+    by_path = what_if(str(EDIT_EXTEND), change)
+
+    assert by_path.segments.equals(what_if(load_scenario(EDIT_EXTEND), change).segments)
 
 
 OLD_SERIES = """\

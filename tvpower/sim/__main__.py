@@ -21,7 +21,7 @@ from tvpower.cli import configure_logging, run_cli
 from tvpower.errors import UsageError
 from tvpower.intents import format_instant
 from tvpower.sim import load_scenario, simulate
-from tvpower.sim.tables import summarize, write_tables
+from tvpower.sim.tables import check_names, summarize, write_tables
 
 PROG = "python -m tvpower.sim"
 _PROGRESS_FROM = 3
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     parser.add_argument(
         "--out",
-        type=Path,
+        type=_directory,
         help="write the summary and each scenario's received, power and violations "
         "tables into this directory",
     )
@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         help="file format of the tables (default: %(default)s)",
     )
     return parser
+
+
+def _directory(text: str) -> Path:
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return Path(text)
 
 
 def _run(
@@ -85,12 +91,10 @@ def _run(
 
 def _check_out(out: Path, names: list[str]) -> None:
     """Refuse, before any run, an --out the tables could not be written to."""
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UsageError(
-            f"--out: two scenarios named {twice[0]}: their tables would "
-            "overwrite each other"
-        )
+    try:
+        check_names(names)
+    except ValueError as error:
+        raise UsageError(f"--out: {error}") from error
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -15,7 +15,8 @@ import tempfile
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ from tvpower.mqtt import MqttPublisher, parse_broker_url
 from tvpower.publisher import IntentSink, Publisher, PublisherOptions
 from tvpower.schedule import Schedule, load_schedule
 from tvpower.sim.fleet import Fleet, FleetSubscriber, Receipt, SimClient, fetch_retained
-from tvpower.sim.scenario import Action, Scenario, edited, with_absolute_calendars
+from tvpower.sim.scenario import (
+    EVENT_ACTIONS,
+    Action,
+    Scenario,
+    edited,
+    with_absolute_calendars,
+)
 from tvpower.watch import reload_schedule
 
 __all__ = ["Recording", "Violation", "record"]
@@ -90,6 +97,12 @@ class RecordingClock(SteppedClock):
             await super().sleep_until(instant)
         finally:
             self.waiting.remove(instant)
+
+    def move_quietly(self, instant: datetime) -> None:
+        """Move to ``instant`` without waking the sleepers due at it yet."""
+        if instant < self._now:
+            raise ValueError("a clock does not go back")
+        self._now = instant.astimezone(UTC)
 
     def next_wake(self) -> datetime | None:
         return min((w for w in self.waiting if w > self.now()), default=None)
@@ -176,7 +189,10 @@ class Simulation:
         )
 
     async def _steps(self) -> None:
-        actions = list(self.scenario.actions)
+        # At one instant the edits come first, then the rest in file order.
+        actions = sorted(
+            self.scenario.actions, key=lambda a: (a.at, a.kind not in EVENT_ACTIONS)
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _BUDGET_SECONDS
         for _step in range(_MAX_STEPS):
@@ -192,6 +208,14 @@ class Simulation:
             instant = self._next_instant(actions)
             wake = self.clock.next_wake()
             since = self.clock.sleeps if wake is not None and wake <= instant else None
+            # The schedule in force at an instant is the edited one: its
+            # edits come before the publisher acts on the instant.
+            edits = _edits_leading(actions, instant)
+            if edits:
+                self.clock.move_quietly(instant)
+                del actions[: len(edits)]
+            for action in edits:
+                await self._apply(action)
             await self.clock.advance(instant)
             await self._settle(since)
         self._problem("harness", None, f"more than {_MAX_STEPS} steps")
@@ -351,6 +375,13 @@ class Simulation:
 
     def _problem(self, check: str, client_id: str | None, detail: str) -> None:
         self.problems.append((check, client_id, self.clock.now(), detail))
+
+
+def _edits_leading(actions: list[Action], instant: datetime) -> list[Action]:
+    """The edits at ``instant`` that ``actions`` begins with."""
+    return list(
+        takewhile(lambda a: a.at == instant and a.kind in EVENT_ACTIONS, actions)
+    )
 
 
 async def record(scenario: Scenario) -> Recording:

@@ -20,6 +20,7 @@ import yaml
 
 from tvpower.engine import REASONS, Timeline, compute_timeline
 from tvpower.errors import ScheduleError
+from tvpower.intents import format_instant
 from tvpower.publisher import ExpiryPolicy
 
 # read_yaml_mapping reads as the schedule loader does, times and "off" as
@@ -145,22 +146,22 @@ def load_scenario(path: str | Path) -> Scenario:
             raise ScheduleError(
                 str(path), f"no schedule file at {schedule_path}", field="schedule"
             )
-        schedule: Schedule | None = load_schedule(schedule_path)  # naming it
+        schedule = load_schedule(schedule_path)  # errors name it
         raw_schedule = read_yaml_mapping(schedule_path)
     else:
-        schedule_path, raw_schedule, schedule = path.resolve(), document, None
+        # Errors name the file as given when the scenario is its own
+        # schedule; a misspelt scenario key is one of them.
+        schedule_path, raw_schedule = path.resolve(), document
+        schedule = load_schedule(path)
     simulation = document.get("simulation")
     if not isinstance(simulation, dict):
         raise ScheduleError(
             str(path),
             "expected a mapping with start and end, got "
-            f"{'nothing' if simulation is None else repr(simulation)}; "
+            f"{'nothing' if simulation is None else describe(simulation)}; "
             "a schedule without it is not a scenario",
             field="simulation",
         )
-    if schedule is None:
-        # Errors name the file as given when the scenario is its own schedule.
-        schedule = load_schedule(path)
     if not schedule.clients:
         raise ScheduleError(
             str(path), "the schedule has no clients: nothing to simulate"
@@ -175,7 +176,8 @@ def load_scenario(path: str | Path) -> Scenario:
         if not start <= action.at < end:
             raise ScheduleError(
                 str(path),
-                f"expected an instant from start to before end, got {action.at}",
+                "expected an instant from start to before end, "
+                f"got {format_instant(action.at)}",
                 entry=f"timeline[{index}]",
                 field="at",
             )
@@ -212,9 +214,13 @@ def _span(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime]:
         )
     start = _instant(raw.get("start"), path, "simulation", "start")
     end = _instant(raw.get("end"), path, "simulation", "end")
-    if end <= start:
+    if end - start < timedelta(seconds=1):
         raise ScheduleError(
-            str(path), "expected end after start", entry="simulation", field="end"
+            str(path),
+            "expected end at least a second after start (intents speak in "
+            f"whole seconds), got {(end - start).total_seconds():g} s",
+            entry="simulation",
+            field="end",
         )
     for field, instant in (("start", start), ("end", end)):
         if not EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
@@ -229,7 +235,7 @@ def _span(raw: Mapping[str, Any], path: Path) -> tuple[datetime, datetime]:
         raise ScheduleError(
             str(path),
             f"expected a span of at most {MAX_SPAN.days} days, "
-            f"got {(end - start) / timedelta(days=1):g}",
+            f"got {(end - start) / timedelta(days=1):g} days",
             entry="simulation",
             field="end",
         )
@@ -254,7 +260,8 @@ def _check_inside(
             raise ScheduleError(
                 str(path),
                 "expected an instant inside the simulation, from "
-                f"{start.isoformat()} to {end.isoformat()}, got {instant.isoformat()}",
+                f"{format_instant(start)} to {format_instant(end)}, "
+                f"got {format_instant(instant)}",
                 entry=expectation.entry,
                 field=field,
             )
@@ -263,7 +270,7 @@ def _check_inside(
             raise ScheduleError(
                 str(path),
                 f"client {expectation.client_id!r} joins only at "
-                f"{joined.isoformat()}; got {instant.isoformat()}",
+                f"{format_instant(joined)}; got {format_instant(instant)}",
                 entry=expectation.entry,
                 field=field,
             )
@@ -523,12 +530,19 @@ def event_action(
             )
         known.discard(value)
         return Action(at, kind, value, {})
-    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
+    if not isinstance(value, dict) or "id" not in value:
         raise ScheduleError(
             str(path),
             f"expected a mapping with an id, got {describe(value)}",
             entry=entry,
             field=kind,
+        )
+    if not isinstance(value["id"], str):
+        raise ScheduleError(
+            str(path),
+            f"expected an event id that is text, got {describe(value['id'])}",
+            entry=entry,
+            field=f"{kind}.id",
         )
     if kind == "edit" and value["id"] not in known:
         raise ScheduleError(
@@ -616,15 +630,26 @@ def load_edited(
     loader said.
     """
     absolute = with_absolute_calendars(document, schedule_path.parent)
-    trial.write_text(yaml.safe_dump(absolute, sort_keys=False))
     try:
-        return load_schedule(trial)
-    except ScheduleError as error:
-        inside = ": ".join(x for x in (error.entry, error.field) if x)
+        text = yaml.safe_dump(absolute, sort_keys=False)
+    except yaml.representer.RepresenterError as error:
+        value = error.args[1] if len(error.args) > 1 else None
         path, entry, field = where
         raise ScheduleError(
             path,
-            f"the schedule after it is not valid: {inside}: {error.reason}",
+            f"expected values a YAML schedule can hold, got {describe(value)}",
+            entry=entry,
+            field=field,
+        ) from error
+    trial.write_text(text)
+    try:
+        return load_schedule(trial)
+    except ScheduleError as error:
+        inside = "".join(f"{x}: " for x in (error.entry, error.field) if x)
+        path, entry, field = where
+        raise ScheduleError(
+            path,
+            f"the schedule after it is not valid: {inside}{error.reason}",
             entry=entry,
             field=field,
         ) from error
@@ -711,7 +736,8 @@ def _expectation(
         if hi <= lo:
             raise ScheduleError(
                 str(path),
-                f"expected START before END, got {lo.isoformat()} and {hi.isoformat()}",
+                f"expected START before END, got {format_instant(lo)} "
+                f"and {format_instant(hi)}",
                 entry=entry,
                 field="no_off_between",
             )

@@ -1,8 +1,9 @@
 """The tables of simulation runs: a summary, and files an analyst can open.
 
-Instants in CSV are UTC with ``Z``, as everywhere else in tvpower (the
-simulated clock moves in whole seconds); Parquet keeps them as UTC
-timestamps.
+Instants in CSV are UTC with ``Z``, as everywhere else in tvpower, in
+whole seconds as the publisher stamps them, unless a scenario put some
+between seconds: then every instant of that table shows its microseconds.
+Parquet keeps them as UTC timestamps.
 """
 
 from __future__ import annotations
@@ -16,10 +17,21 @@ import pandas as pd
 if TYPE_CHECKING:
     from tvpower.sim import SimResult
 
-__all__ = ["CSV_TIME", "TABLES", "summarize", "write_tables"]
+__all__ = ["CSV_TIME", "TABLES", "check_names", "summarize", "write_tables"]
 
 CSV_TIME = "%Y-%m-%dT%H:%M:%SZ"
+_CSV_TIME_FINE = "%Y-%m-%dT%H:%M:%S.%fZ"
 TABLES = ("received", "power", "violations")
+FORMATS = ("csv", "parquet")
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Refuse two runs of one name: their tables would overwrite each other."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(
+            f"two scenarios named {twice[0]}: their tables would overwrite each other"
+        )
 
 
 def summarize(results: Sequence[SimResult]) -> pd.DataFrame:
@@ -42,6 +54,9 @@ def write_tables(
     file_format: Literal["csv", "parquet"] = "csv",
 ) -> list[Path]:
     """Write ``summary`` and each run's three tables into ``out``; the paths."""
+    if file_format not in FORMATS:
+        raise ValueError(f"file_format: expected csv or parquet, got {file_format!r}")
+    check_names([r.scenario for r in results])
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     frames = {"summary": summarize(results)}
@@ -54,6 +69,14 @@ def write_tables(
         if file_format == "parquet":
             frame.to_parquet(path, index=False)
         else:
-            frame.to_csv(path, index=False, date_format=CSV_TIME)
+            frame.to_csv(path, index=False, date_format=_csv_time(frame))
         written.append(path)
     return written
+
+
+def _csv_time(frame: pd.DataFrame) -> str:
+    """Whole seconds, unless some instant of ``frame`` lies between them."""
+    for _, column in frame.select_dtypes("datetimetz").items():
+        if (column.dropna().dt.microsecond != 0).any():
+            return _CSV_TIME_FINE
+    return CSV_TIME

@@ -3,8 +3,9 @@
 Schedule versions: the scenario's schedule, then one per edit of its
 timeline. Version ``i`` rules ``[since_i, since_{i+1})``; at an instant
 where the schedule changes, both the version before and every version that
-starts there are *in force*, because the publisher may act there before
-the timeline's edits (under the old version) or after them.
+starts there are *in force*: the harness applies an instant's edits before
+the publisher acts on it, but the publisher publishes at the span's start
+before any edit there, and after each of several edits at one instant.
 
 ``on_window``: no ``off`` intent received while every version in force
 then puts the client in an ``on`` window, and no stretch of a TV off while
@@ -362,7 +363,9 @@ def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
     refresh_ns = recording.scenario.schedule.ttl_seconds * NS // 2
     rows: list[Violation] = []
     if hi - log_end > refresh_ns:
-        detail = f"the log ends at {_dt(log_end).isoformat()}, before a refresh was due"
+        detail = (
+            f"the log ends at {format_instant(_dt(log_end))}, before a refresh was due"
+        )
         rows.append(("audit", None, _dt(log_end), detail))
     if log_end <= lo:
         return rows
@@ -385,7 +388,7 @@ def _audit(recording: Recording, engine: _Engine) -> list[Violation]:
             "audit",
             str(d.client_id),
             _dt(d.start),
-            f"until {_dt(d.end).isoformat()}: logged {d.logged_state} "
+            f"until {format_instant(_dt(d.end))}: logged {d.logged_state} "
             f"{d.logged_reason}, engine {d.expected_state} {d.expected_reason}",
         )
         for d in differences.itertuples()

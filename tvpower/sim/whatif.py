@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tvpower.calendars import expand
@@ -29,6 +30,7 @@ from tvpower.sim.scenario import (
     edited,
     event_action,
     load_edited,
+    load_scenario,
 )
 
 __all__ = ["WhatIf", "what_if"]
@@ -52,14 +54,20 @@ class WhatIf:
     segments: pd.DataFrame
 
 
-def what_if(scenario: Scenario, change: Mapping[str, Any] | None = None) -> WhatIf:
+def what_if(
+    scenario: Scenario | str | Path, change: Mapping[str, Any] | None = None
+) -> WhatIf:
     """Apply ``change`` to the scenario's schedule; the segments that differ.
+
+    ``scenario`` is a loaded one or the path of its file.
 
     Without a change: the first YAML event that runs in the span (or
     recurs) removed, or, if there is none, an event for the first group (or
     client) added from two hours to one hour before the span's end. A bad
     change raises :class:`~tvpower.errors.ScheduleError` naming the field.
     """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
     if change is not None and not isinstance(change, Mapping):
         raise ScheduleError(
             str(scenario.path),
@@ -97,7 +105,6 @@ def what_if(scenario: Scenario, change: Mapping[str, Any] | None = None) -> What
 
 def _action(scenario: Scenario, raw: dict[str, Any]) -> Action:
     kinds = list(raw)
-    raw = {kind: _plain(value) for kind, value in raw.items()}
     if len(kinds) != 1 or kinds[0] not in EVENT_ACTIONS:
         raise ScheduleError(
             str(scenario.path),
@@ -105,6 +112,7 @@ def _action(scenario: Scenario, raw: dict[str, Any]) -> Action:
             f"got {', '.join(map(str, kinds)) or 'none'}",
             entry=_ENTRY,
         )
+    raw = {kinds[0]: _plain(raw[kinds[0]], (scenario.path, kinds[0]))}
     known = {
         e.get("id")
         for e in scenario.document.get("events") or []
@@ -115,14 +123,27 @@ def _action(scenario: Scenario, raw: dict[str, Any]) -> Action:
     )
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, where: tuple[Path, str]) -> Any:
     """A change's value as a YAML schedule holds it: instants as ISO text."""
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    elif isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
+        for key in value:
+            if not isinstance(key, str):
+                path, kind = where
+                raise ScheduleError(
+                    str(path),
+                    f"expected field names that are text, got {describe(key)}",
+                    entry=_ENTRY,
+                    field=kind,
+                )
+        return {key: _plain(item, where) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item, where) for item in value]
     return value
 
 
