@@ -105,6 +105,31 @@ def test_verify_fails_a_broken_expectation(tmp_path: Path) -> None:
     assert "1 of 1 scenarios failed" in failure.value.evalue
 
 
+@pytest.mark.parametrize(
+    ("notebook", "parameters", "message"),
+    [
+        ("explore.ipynb", {"png": "/nonexistent/x.png"}, "png: no directory"),
+        ("explore.ipynb", {"png": "chart.foo"}, "png: expected a name ending"),
+        ("verify.ipynb", {"scenarios": 5}, "scenarios: expected a file"),
+        ("verify.ipynb", {"scenarios": []}, "scenarios: the list is empty"),
+    ],
+    ids=["png-nowhere", "png-kind", "scenarios-number", "scenarios-none"],
+)
+def test_a_bad_parameter_fails_before_any_run(
+    tmp_path: Path, notebook: str, parameters: dict[str, object], message: str
+) -> None:
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        _execute(notebook, tmp_path, **parameters)
+    assert message in failure.value.evalue
+    executed = nbformat.read(tmp_path / notebook, as_version=4)
+    printed = [
+        output.get("text", "")
+        for cell in executed.cells
+        for output in cell.get("outputs", [])
+    ]
+    assert not any("intents received" in text for text in printed)
+
+
 def test_notebooks_are_stored_without_outputs() -> None:
     for path in NOTEBOOKS.glob("*.ipynb"):
         notebook = nbformat.read(path, as_version=4)
