@@ -756,6 +756,215 @@ def test_a_yaml_exdate_removes_exactly_the_occurrences_at_its_instant(
     pd.testing.assert_frame_equal(frame, kept)
 
 
+# --- EXDATEs of calendar files ----------------------------------------------
+
+
+def calendar_of(
+    write: Write, events: str, *, zone: str = "America/New_York", all_day: bool = False
+) -> Schedule:
+    """A schedule whose one group, in ``zone``, has a calendar of ``events``."""
+    write(f"BEGIN:VCALENDAR\nVERSION:2.0\n{events}END:VCALENDAR\n", "events.ics")
+    return load_schedule(
+        write(f"""\
+            timezone: {zone}
+            groups:
+              room:
+                clients: [tv]
+                calendars: [{{path: events.ics, all_day: {str(all_day).lower()}}}]
+            """)
+    )
+
+
+def hours(frame: pd.DataFrame) -> list[int]:
+    """The New York hour each occurrence starts in."""
+    return [start.hour for start, _ in spans(frame, NEW_YORK)]
+
+
+#: Half an hour every hour from 09:00 to 20:00 New York (EDT, -04:00).
+HOURLY_ICS = """\
+BEGIN:VEVENT
+UID:hourly
+DTSTART;TZID=America/New_York:20260609T090000
+DTEND;TZID=America/New_York:20260609T093000
+RRULE:FREQ=HOURLY;COUNT=12
+{lines}END:VEVENT
+"""
+
+
+def test_calendar_exdate_in_utc_removes_the_occurrence_at_that_instant(
+    write: Write,
+) -> None:
+    # 13:00Z is 09:00 in New York. The 13:00 New York occurrence has the
+    # same digits, but starts at 17:00Z and stays.
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="EXDATE:20260609T130000Z\n"))
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == list(range(10, 21))
+
+
+def test_a_floating_calendar_exdate_is_wall_time_in_the_events_zone(
+    write: Write,
+) -> None:
+    # The group is in Berlin, the event in New York: 13:00 there, 17:00Z.
+    # The 17:00 New York occurrence, whose digits match 17:00Z, stays.
+    events = HOURLY_ICS.format(lines="EXDATE:20260609T130000\n")
+    schedule = calendar_of(write, events, zone="Europe/Berlin")
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [hour for hour in range(9, 21) if hour != 13]
+
+
+def test_calendar_exdates_in_lists_and_on_several_lines_all_count(
+    write: Write,
+) -> None:
+    exdates = (
+        "EXDATE:20260609T140000Z,20260609T150000Z\n"  # 10:00 and 11:00 New York
+        "EXDATE;TZID=America/New_York:20260609T160000,20260609T170000\n"
+        "EXDATE:20260609T230000Z\n"  # 19:00 New York
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines=exdates))
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [9, 12, 13, 14, 15, 18, 20]
+
+
+#: At 09:00 New York (13:00Z), from Monday 2026-06-08 to Friday, and on
+#: Saturday and Sunday by RDATE. The EXDATEs name Tuesday, whose occurrence
+#: is moved, and Sunday's RDATE. Wednesday's occurrence is moved, Thursday's
+#: cancelled.
+MOVES_ICS = """\
+BEGIN:VEVENT
+UID:daily
+DTSTART;TZID=America/New_York:20260608T090000
+DTEND;TZID=America/New_York:20260608T093000
+RRULE:FREQ=DAILY;COUNT=5
+RDATE:20260613T130000Z,20260614T130000Z
+EXDATE:20260609T130000Z
+EXDATE;TZID=America/New_York:20260614T090000
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=America/New_York:20260609T090000
+DTSTART;TZID=America/New_York:20260609T111500
+DTEND;TZID=America/New_York:20260609T114500
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=America/New_York:20260610T090000
+DTSTART;TZID=America/New_York:20260610T124500
+DTEND;TZID=America/New_York:20260610T131500
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID:20260611T130000Z
+DTSTART;TZID=America/New_York:20260611T090000
+DTEND;TZID=America/New_York:20260611T093000
+STATUS:CANCELLED
+END:VEVENT
+"""
+
+
+def test_calendar_exdates_with_rdates_and_moved_and_cancelled_occurrences(
+    write: Write,
+) -> None:
+    schedule = calendar_of(write, MOVES_ICS)
+    frame = expand(schedule, at(UTC, 2026, 6, 1), at(UTC, 2026, 7, 1))
+
+    # An EXDATE names an occurrence where the series places it, so
+    # Tuesday's goes although it was moved to 11:15.
+    assert spans(frame, NEW_YORK) == [
+        (at(NEW_YORK, 2026, 6, 8, 9), at(NEW_YORK, 2026, 6, 8, 9, 30)),
+        (at(NEW_YORK, 2026, 6, 10, 12, 45), at(NEW_YORK, 2026, 6, 10, 13, 15)),
+        (at(NEW_YORK, 2026, 6, 12, 9), at(NEW_YORK, 2026, 6, 12, 9, 30)),
+        (at(NEW_YORK, 2026, 6, 13, 9), at(NEW_YORK, 2026, 6, 13, 9, 30)),
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="recurring_ical_events also matches a RECURRENCE-ID by its digits "
+    "alone; expansion does not correct that yet",
+)
+def test_a_moved_occurrence_replaces_only_the_one_at_its_instant(
+    write: Write,
+) -> None:
+    moved = (
+        "BEGIN:VEVENT\nUID:hourly\n"
+        "RECURRENCE-ID;TZID=America/New_York:20260609T110000\n"
+        "DTSTART;TZID=America/New_York:20260609T111500\n"
+        "DTEND;TZID=America/New_York:20260609T114500\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moved)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    # 11:00 New York is 15:00Z; the library takes the 15:00 New York
+    # occurrence for the moved one too, and drops it.
+    assert hours(frame) == list(range(9, 21))
+
+
+#: Daily at 02:30 Berlin from Friday 2026-10-23. On Sunday the 25th, when DST
+#: ends, the series' 02:30 is the first (CEST, 00:30Z). The RDATE adds the
+#: second: Lagos keeps +01:00 all year, so its 02:30 is 01:30Z, 02:30 CET.
+NIGHTS_ICS = """\
+BEGIN:VEVENT
+UID:night
+DTSTART;TZID=Europe/Berlin:20261023T023000
+DTEND;TZID=Europe/Berlin:20261023T030000
+RRULE:FREQ=DAILY;COUNT=4
+RDATE;TZID=Africa/Lagos:20261025T023000
+{exdates}
+END:VEVENT
+"""
+
+
+@pytest.mark.parametrize(
+    ("exdate", "removed"),
+    [
+        # A local time that occurs twice means the first (RFC 5545, 3.3.5).
+        ("EXDATE;TZID=Europe/Berlin:20261025T023000", at(UTC, 2026, 10, 25, 0, 30)),
+        ("EXDATE:20261025T023000", at(UTC, 2026, 10, 25, 0, 30)),
+        ("EXDATE:20261025T003000Z", at(UTC, 2026, 10, 25, 0, 30)),
+        ("EXDATE:20261025T013000Z", at(UTC, 2026, 10, 25, 1, 30)),
+        ("EXDATE;TZID=Africa/Lagos:20261025T023000", at(UTC, 2026, 10, 25, 1, 30)),
+        # 03:30 CET: nothing starts then, whatever the digits.
+        ("EXDATE:20261025T023000Z", None),
+    ],
+)
+def test_calendar_exdate_on_the_fall_back_night_tells_the_two_0230s_apart(
+    write: Write, exdate: str, removed: datetime | None
+) -> None:
+    events = NIGHTS_ICS.format(exdates=exdate)
+    schedule = calendar_of(write, events, zone="Europe/Berlin")
+    frame = expand(schedule, at(UTC, 2026, 10, 22), at(UTC, 2026, 10, 28))
+
+    starts = [
+        at(BERLIN, 2026, 10, 23, 2, 30),
+        at(BERLIN, 2026, 10, 24, 2, 30),
+        at(UTC, 2026, 10, 25, 0, 30),
+        at(UTC, 2026, 10, 25, 1, 30),
+        at(BERLIN, 2026, 10, 26, 2, 30),
+    ]
+    assert list(frame["start"]) == [ns(start) for start in starts if start != removed]
+
+
+def test_a_date_exdate_removes_that_day_of_an_all_day_series(write: Write) -> None:
+    events = """\
+BEGIN:VEVENT
+UID:days
+DTSTART;VALUE=DATE:20260608
+RRULE:FREQ=DAILY;COUNT=4
+EXDATE;VALUE=DATE:20260609
+END:VEVENT
+"""
+    schedule = calendar_of(write, events, all_day=True)
+    frame = expand(schedule, at(NEW_YORK, 2026, 6, 1), at(NEW_YORK, 2026, 7, 1))
+
+    assert spans(frame, NEW_YORK) == [
+        (at(NEW_YORK, 2026, 6, day), at(NEW_YORK, 2026, 6, day + 1))
+        for day in (8, 10, 11)
+    ]
+
+
 def test_example_office_override_and_back_to_back_events() -> None:
     office = load_schedule(SCENARIOS / "example-office.yaml")
     frame = expand(office, at(BERLIN, 2026, 3, 2), at(BERLIN, 2026, 3, 3))

@@ -26,6 +26,11 @@ What a calendar event counts as:
   an ``X-WR-TIMEZONE`` that names no known zone is ignored.
 - Zero-length occurrences (a date-time DTSTART without DTEND and DURATION)
   never count. An explicit end not after the start is rejected at load.
+- An EXDATE date-time removes the occurrence the series places at its
+  instant (a moved one too), and nothing when there is none; a floating one
+  is wall time in the zone of the event's DTSTART, an ambiguous one its
+  first occurrence. An EXDATE date removes the series' occurrences of that
+  day (in the zone of the DTSTART).
 
 Occurrences are clipped to the instants a schedule may name,
 :data:`~tvpower.schedule.EARLIEST_INSTANT` to
@@ -36,8 +41,9 @@ a real calendar do no harm, and nothing overflows the int64 nanoseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -123,9 +129,7 @@ def first_start(schedule: Schedule) -> datetime | None:
 def _component_starts(component: Any) -> list[datetime]:
     """DTSTART and every RDATE of a VEVENT, as UTC datetimes."""
     values = [component["DTSTART"].dt] if "DTSTART" in component else []
-    rdates = component.get("RDATE", [])
-    for rdate in rdates if isinstance(rdates, list) else [rdates]:
-        values += [item.dt for item in getattr(rdate, "dts", [])]
+    values += _listed(component, "RDATE")
     result = []
     for value in values:
         if isinstance(value, tuple):  # an RDATE period: (start, end or duration)
@@ -133,6 +137,19 @@ def _component_starts(component: Any) -> list[datetime]:
         if isinstance(value, date):
             result.append(_localize(value, ZoneInfo("UTC")).astimezone(UTC))
     return result
+
+
+def _listed(component: Any, name: str) -> list[Any]:
+    """The values of a property that lists them, like RDATE and EXDATE.
+
+    Each may be given on several lines, each line with several values.
+    """
+    lines = component.get(name, [])
+    return [
+        item.dt
+        for line in (lines if isinstance(lines, list) else [lines])
+        for item in getattr(line, "dts", [])
+    ]
 
 
 def _ns(moment: datetime) -> int:
@@ -209,37 +226,27 @@ def _recurring_event_rows(events: tuple[Event, ...], span: _Span) -> list[_Row]:
     calendar = icalendar.Calendar()
     for index, event in enumerate(recurring):
         calendar.add_component(_vevent(event, uid=str(index)))
-    removed = _removed_starts(recurring)
+    exdates = _Exdates(
+        frozenset(
+            (str(index), _ns(exdate))
+            for index, event in enumerate(recurring)
+            for exdate in event.exdates
+        )
+    )
 
     rows = []
     for occurrence in recurring_ical_events.of(calendar).between(*span):
-        index, start_ns = int(occurrence["UID"]), _ns(occurrence.start)
-        if (index, start_ns) not in removed:
-            event = recurring[index]
+        if not exdates.remove(occurrence):
+            event, start_ns = recurring[int(occurrence["UID"])], _ns(occurrence.start)
             end_ns = start_ns + _ns(event.end) - _ns(event.start)
             rows.append(_row(event, start_ns, end_ns))
     return rows
 
 
-def _removed_starts(recurring: list[Event]) -> set[tuple[int, int]]:
-    """The occurrences the exdates name, as (event index, start in ns).
-
-    An exdate removes the occurrence that starts at its instant, and nothing
-    when none does. recurring_ical_events would also match an EXDATE by its
-    wall-clock digits alone: ``09:00Z`` would remove a 09:00 New York
-    occurrence, and the second 02:30 of a fall-back night the first one.
-    """
-    return {
-        (index, _ns(exdate))
-        for index, event in enumerate(recurring)
-        for exdate in event.exdates
-    }
-
-
 def _vevent(event: Event, uid: str) -> Any:
     """A VEVENT for a schedule event's series, in the event's own zone.
 
-    It has no EXDATE: :func:`_removed_starts` applies the exdates.
+    It has no EXDATE: :class:`_Exdates` applies the exdates.
     """
     vevent = icalendar.Event()
     vevent.add("uid", uid)
@@ -248,6 +255,39 @@ def _vevent(event: Event, uid: str) -> Any:
     if event.rrule:
         vevent.add("rrule", icalendar.vRecur.from_ical(event.rrule))
     return vevent
+
+
+# --- Exdates ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Exdates:
+    """The occurrences that exdates remove, dropped after expansion.
+
+    recurring_ical_events matches an EXDATE by its UTC instant or by its
+    wall-clock digits alone, whatever the offset and fold: ``13:00Z`` would
+    remove a 13:00 New York occurrence besides the 09:00 one it names, and
+    02:30 Berlin on the night DST ends an occurrence at the second 02:30
+    besides the first. So expansion never sees an EXDATE; an occurrence is
+    dropped here when an exdate names the instant of its RECURRENCE-ID (where
+    its series places it, before any move), or, for a date, its day. Series
+    are told apart by UID.
+    """
+
+    #: (UID, ns since the epoch) of each date-time exdate.
+    instants: frozenset[tuple[str, int]]
+    #: (UID, date) of each date exdate, a day in the zone of the series.
+    days: frozenset[tuple[str, date]] = frozenset()
+    #: The zone of floating RECURRENCE-IDs, read as :func:`_lengths` reads them.
+    floating: tzinfo = UTC
+
+    def remove(self, occurrence: Any) -> bool:
+        """Whether an exdate removes this occurrence of the expansion."""
+        uid = str(occurrence.get("UID", ""))
+        named = occurrence["RECURRENCE-ID"].dt
+        instant = _ns(_localize(named, self.floating))
+        day = named.date() if isinstance(named, datetime) else named
+        return (uid, instant) in self.instants or (uid, day) in self.days
 
 
 # --- Calendar files ---------------------------------------------------------
@@ -285,10 +325,9 @@ def _calendar_rows(
     # when it names one; lengths and RECURRENCE-IDs are read alike here.
     floating = _calendar_zone(source.calendar) or group.timezone
     lengths = _lengths(source.calendar, floating)
+    exdates = _calendar_exdates(source.calendar, floating)
     try:
-        if source.query is None:  # a CalendarSource made by hand, not loaded
-            source = replace(source, query=recurring_ical_events.of(source.calendar))
-        occurrences = source.query.between(*span)
+        occurrences = _query(source).between(*span)
     except (ValueError, KeyError, TypeError) as error:
         raise ScheduleError(
             str(schedule.path),
@@ -297,13 +336,79 @@ def _calendar_rows(
             field="calendars",
         ) from error
 
+    # Known shortcoming: recurring_ical_events matches a RECURRENCE-ID by its
+    # wall-clock digits too, so a moved occurrence may hide another one of its
+    # series (test_a_moved_occurrence_replaces_only_the_one_at_its_instant).
     rows = []
     for occurrence in occurrences:
-        if _switches_on(occurrence, source):
+        if _switches_on(occurrence, source) and not exdates.remove(occurrence):
             start_ns, end_ns = _span(occurrence, group.timezone, floating, lengths)
             uid = str(occurrence.get("UID", ""))
             rows.append((group.id, "group", "event", start_ns, end_ns, uid))
     return rows
+
+
+#: The query of each loaded calendar's copy without EXDATEs, keyed by the
+#: query its schedule made (which found the calendar's errors at load).
+_QUERIES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _query(source: CalendarSource) -> Any:
+    """The recurring_ical_events query of the source's calendar without EXDATEs.
+
+    Made once per loaded calendar and kept, for the rule caches that make
+    later expansions of the same calendar many times faster.
+    """
+    if source.query is None:  # a CalendarSource made by hand, not loaded
+        return recurring_ical_events.of(_without_exdates(source.calendar))
+    query = _QUERIES.get(source.query)
+    if query is None:
+        query = recurring_ical_events.of(_without_exdates(source.calendar))
+        _QUERIES[source.query] = query
+    return query
+
+
+def _without_exdates(calendar: Any) -> Any:
+    """A copy of the calendar whose series have no EXDATE; the rest is shared.
+
+    :func:`_calendar_exdates` reads what they remove. The EXDATEs of a moved
+    occurrence's VEVENT stay, as recurring_ical_events ignores them there.
+    """
+    copy = calendar.copy()  # shallow: without subcomponents
+    for component in calendar.subcomponents:
+        if _is_series(component) and "EXDATE" in component:
+            series = component.copy()
+            series.subcomponents = component.subcomponents
+            del series["EXDATE"]
+            component = series
+        copy.add_component(component)
+    return copy
+
+
+def _calendar_exdates(calendar: Any, floating: ZoneInfo) -> _Exdates:
+    """What the EXDATEs of the calendar's series remove (see :class:`_Exdates`).
+
+    A floating one is wall time in the zone of the event's DTSTART (else in
+    ``floating``), and like any local time means the first of an ambiguous
+    pair.
+    """
+    instants, days = set(), set()
+    for component in calendar.walk("VEVENT"):
+        if _is_series(component) and "EXDATE" in component:
+            uid = str(component.get("UID", ""))
+            start = component["DTSTART"].dt
+            zone = getattr(start, "tzinfo", None) or floating
+            for value in _listed(component, "EXDATE"):
+                if isinstance(value, datetime):
+                    instants.add((uid, _ns(_localize(value, zone))))
+                else:
+                    days.add((uid, value))
+    return _Exdates(frozenset(instants), frozenset(days), floating)
+
+
+def _is_series(component: Any) -> bool:
+    """Whether a component is a VEVENT that defines a series, not a moved occurrence."""
+    return component.name == "VEVENT" and "RECURRENCE-ID" not in component
 
 
 def _switches_on(occurrence: Any, source: CalendarSource) -> bool:
@@ -378,7 +483,7 @@ def _span(
     return _ns(start), length.end_ns(start)
 
 
-def _localize(value: date, zone: ZoneInfo) -> datetime:
+def _localize(value: date, zone: tzinfo) -> datetime:
     """An aware datetime: a date is its midnight, floating time is wall time in zone."""
     if not isinstance(value, datetime):
         value = datetime.combine(value, time())
