@@ -782,3 +782,32 @@ async def test_an_edit_is_in_force_at_its_own_instant(tmp_path: Path) -> None:
     assert power["end"].max() == pd.Timestamp("2026-03-02T13:00:30Z")
     assert len(power) == 1
     assert result.passed
+
+
+async def test_many_clients_reconnect_at_one_instant(tmp_path: Path) -> None:
+    # The embedded broker used to fail one of the crowd's CONNECTs.
+    clients = [f"tv{n:03}" for n in range(120)]
+    rounds = [("10", "disconnect"), ("20", "reconnect")]
+    rounds += [("30", "disconnect"), ("40", "reconnect")]
+    moves = "".join(
+        f"  - {{at: 2026-03-02T09:{minute}:00Z, {kind}: {client}}}\n"
+        for minute, kind in rounds
+        for client in clients
+    )
+    scenario = tmp_path / "crowd.yaml"
+    scenario.write_text(
+        "timezone: UTC\n"
+        f"groups: {{hall: {{clients: [{', '.join(clients)}]}}}}\n"
+        "events:\n"
+        "  - {id: show, group: hall, start: 2026-03-02T09:00:00Z,"
+        " end: 2026-03-02T10:00:00Z}\n"
+        "simulation: {start: 2026-03-02T08:30:00Z, end: 2026-03-02T10:30:00Z}\n"
+        "timeline:\n" + moves
+    )
+
+    result = await simulate(scenario)
+
+    assert result.passed, result.violations.to_string()
+    learned = result.received[result.received["via"] == "reconnect"]
+    assert sorted(learned["client_id"]) == sorted(clients * 2)
+    assert set(learned["desired_state"]) == {"on"}

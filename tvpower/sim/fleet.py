@@ -359,6 +359,12 @@ async def fetch_retained(
                     seen.add(topic)
                     if len(seen) == len(topics):
                         break
+        # Known shortcoming of amqtt 0.12: a client's CONNECT walks the
+        # broker's subscriptions while a departed client's are deleted, and
+        # fails ("dictionary changed size during iteration") when clients
+        # come and go in quick succession. Unsubscribing, acknowledged,
+        # before leaving keeps the departure from deleting anything.
+        await connection.unsubscribe(topics)
     return len(seen)
 
 

@@ -20,6 +20,7 @@ from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import yaml
 
 from tvpower.broker import EmbeddedBroker
@@ -197,7 +198,12 @@ class Simulation:
         deadline = loop.time() + _BUDGET_SECONDS
         for _step in range(_MAX_STEPS):
             while actions and actions[0].at <= self.clock.now():
-                await self._apply(actions.pop(0))
+                edits = _edits_leading(actions, actions[0].at)
+                if edits:
+                    del actions[: len(edits)]
+                    await self._edit(edits)
+                else:
+                    await self._apply(actions.pop(0))
             self.fleet.tick()
             if self.clock.now() >= self.scenario.end:
                 return
@@ -214,8 +220,7 @@ class Simulation:
             if edits:
                 self.clock.move_quietly(instant)
                 del actions[: len(edits)]
-            for action in edits:
-                await self._apply(action)
+                await self._edit(edits)
             await self.clock.advance(instant)
             await self._settle(since)
         self._problem("harness", None, f"more than {_MAX_STEPS} steps")
@@ -253,19 +258,25 @@ class Simulation:
         elif action.kind == "start":
             await self._start_publisher()
         else:
-            await self._edit(action)
+            await self._edit([action])
 
     async def _reconnect(self, action: Action) -> None:
         client = self.fleet.clients[action.target]
         if action.kind == "join":
             client.join(self.clock.now())
         client.connected = True
-        learned = await fetch_retained(
-            self.broker.port,
-            self.fleet,
-            client,
-            group_topics=self.scenario.group_topics,
-        )
+        try:
+            learned = await fetch_retained(
+                self.broker.port,
+                self.fleet,
+                client,
+                group_topics=self.scenario.group_topics,
+            )
+        except aiomqtt.MqttError as error:
+            # The broker failed the client: the run says so and goes on.
+            detail = f"{action.kind} failed at the broker: {error}"
+            self._problem("harness", client.client_id, detail)
+            learned = 0
         self.reconnects.append(
             Reconnect(self.clock.now(), client.client_id, action.kind, learned)
         )
@@ -282,8 +293,11 @@ class Simulation:
         await self.subscriber.start(self.broker.port)
         await self._settle(since)
 
-    async def _edit(self, action: Action) -> None:
-        self.document = edited(self.document, action)
+    async def _edit(self, edits: list[Action]) -> None:
+        """Apply the edits of one instant as one new schedule version."""
+        for action in edits:
+            self.document = edited(self.document, action)
+        what = ", ".join(f"{a.kind} {a.target}" for a in edits)
         self._edits += 1
         path = self.workdir / f"schedule-{self._edits}.yaml"
         absolute = with_absolute_calendars(
@@ -292,16 +306,16 @@ class Simulation:
         path.write_text(yaml.safe_dump(absolute, sort_keys=False))
         since = self.clock.sleeps
         if self.publisher is None:
-            # Stopped: the edit is in force when the publisher starts again.
+            # Stopped: the edits are in force when the publisher starts again.
             try:
                 self.versions.append((self.clock.now(), load_schedule(path)))
             except ScheduleError as error:
-                self._problem("edit", None, f"{action.kind} {action.target}: {error}")
+                self._problem("edit", None, f"{what}: {error}")
         elif reload_schedule(path, self.publisher):
             self.versions.append((self.clock.now(), self.publisher.schedule))
             await self._settle(since)
         else:
-            self._problem("edit", None, f"{action.kind} {action.target}: rejected")
+            self._problem("edit", None, f"{what}: rejected")
 
     async def _start_publisher(self) -> None:
         self._restarts += 1

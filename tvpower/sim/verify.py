@@ -1,11 +1,11 @@
 """Checks of a recorded run against the engine, the contract and the scenario.
 
-Schedule versions: the scenario's schedule, then one per edit of its
-timeline. Version ``i`` rules ``[since_i, since_{i+1})``; at an instant
-where the schedule changes, both the version before and every version that
-starts there are *in force*: the harness applies an instant's edits before
-the publisher acts on it, but the publisher publishes at the span's start
-before any edit there, and after each of several edits at one instant.
+Schedule versions: the scenario's schedule, then one per instant at which
+its timeline edits events (all the edits of an instant make one version).
+Version ``i`` rules ``[since_i, since_{i+1})`` and is the one *in force*
+there: the harness applies an instant's edits before the publisher acts on
+it. Only at the span's start is the first version in force too, since the
+publisher starts, and publishes, before any edit there.
 
 ``on_window``: no ``off`` intent received while every version in force
 then puts the client in an ``on`` window, and no stretch of a TV off while
@@ -123,13 +123,20 @@ class _Engine:
         return index
 
     def in_force(self, at: datetime) -> list[pd.DataFrame]:
-        """The segments of every schedule version in force at ``at``."""
+        """The segments of every schedule version in force at ``at``.
+
+        The one ruling then; at the span's start also the first, which
+        the publisher published before the edits there.
+        """
         versions = self.versions
-        return [
+        ruling = [
             segments
             for i, (since, segments) in enumerate(versions)
-            if since <= at and (i + 1 == len(versions) or versions[i + 1][0] >= at)
+            if since <= at and (i + 1 == len(versions) or versions[i + 1][0] > at)
         ] or [versions[0][1]]
+        if _ns(at) == self.span[0] and ruling[0] is not versions[0][1]:
+            ruling.insert(0, versions[0][1])
+        return ruling
 
     def states(self, client_id: str, at: datetime) -> list[str | None]:
         """What each version in force at ``at`` says for the client then."""
