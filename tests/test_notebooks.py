@@ -109,11 +109,12 @@ def test_verify_fails_a_broken_expectation(tmp_path: Path) -> None:
     ("notebook", "parameters", "message"),
     [
         ("explore.ipynb", {"png": "/nonexistent/x.png"}, "png: no directory"),
-        ("explore.ipynb", {"png": "chart.foo"}, "png: expected a name ending"),
+        ("explore.ipynb", {"png": "chart.foo"}, "png: expected a file name ending"),
+        ("explore.ipynb", {"png": "chart.png/"}, "png: expected a file name ending"),
         ("verify.ipynb", {"scenarios": 5}, "scenarios: expected a file"),
         ("verify.ipynb", {"scenarios": []}, "scenarios: the list is empty"),
     ],
-    ids=["png-nowhere", "png-kind", "scenarios-number", "scenarios-none"],
+    ids=["png-nowhere", "png-kind", "png-folder", "scenarios-number", "scenarios-none"],
 )
 def test_a_bad_parameter_fails_before_any_run(
     tmp_path: Path, notebook: str, parameters: dict[str, object], message: str
@@ -245,14 +246,16 @@ def test_away_stretches_run_to_the_end_without_a_reconnect(tmp_path: Path) -> No
     ]
 
 
-def test_the_chart_names_actions_at_one_instant_side_by_side() -> None:
+def test_the_chart_names_close_actions_side_by_side() -> None:
     # A broker restart and a disconnect at 10:15, a reconnect at 10:16.
     scenario = load_scenario(SCENARIOS / "broker-restart.yaml")
     chart = power_chart(scenario, _result(scenario, []))
     chart.draw_without_rendering()
 
     ax = chart.axes[0]
-    assert len(ax.texts) == len(scenario.actions) == 4
+    names = [name.get_text() for name in ax.texts]
+    assert len(names) == len({a.at for a in scenario.actions}) == 3
+    assert "restart broker, disconnect lobby-left" in names
     # The names' own boxes: their leader lines may cross.
     boxes = [Text.get_window_extent(name) for name in ax.texts]
     for one, other in itertools.combinations(boxes, 2):
@@ -263,3 +266,29 @@ def test_the_chart_names_actions_at_one_instant_side_by_side() -> None:
     rows, top = ax.get_window_extent(), title.get_window_extent()
     assert all(rows.y1 <= box.y0 and box.y1 <= top.y0 for box in boxes)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("time (UTC)", "client")
+
+
+def test_the_chart_counts_a_crowd_of_actions_and_lists_what_happened(
+    tmp_path: Path,
+) -> None:
+    clients = [f"tv{n:02}" for n in range(12)]
+    scenario_file = tmp_path / "crowd.yaml"
+    scenario_file.write_text(
+        "timezone: UTC\n"
+        f"clients: {{{', '.join(f'{c}: {{}}' for c in clients)}}}\n"
+        "simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T10:00:00Z}\n"
+        "timeline:\n"
+        + "".join(
+            f"  - {{at: 2026-03-02T09:00:00Z, disconnect: {c}}}\n" for c in clients
+        )
+    )
+    scenario = load_scenario(scenario_file)
+    # Every TV off throughout: nothing switched.
+    power = [(c, "2026-03-02T08:00Z", "2026-03-02T10:00Z", "off") for c in clients]
+    chart = power_chart(scenario, _result(scenario, power))
+
+    ax = chart.axes[0]
+    assert [name.get_text() for name in ax.texts] == ["disconnect x12"]
+    legend = ax.get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == [DISCONNECTED, "action"]

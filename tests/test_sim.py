@@ -631,6 +631,8 @@ def test_write_tables_refuses_what_would_lose_a_table(tmp_path: Path) -> None:
         write_tables([result, result], tmp_path)
     with pytest.raises(ValueError, match="expected csv or parquet, got 'json'"):
         write_tables([result], tmp_path, "json")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected a directory, got an empty path"):
+        write_tables([result], "")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -811,3 +813,26 @@ async def test_many_clients_reconnect_at_one_instant(tmp_path: Path) -> None:
     learned = result.received[result.received["via"] == "reconnect"]
     assert sorted(learned["client_id"]) == sorted(clients * 2)
     assert set(learned["desired_state"]) == {"on"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--format", "parquet"],
+            "--format: there are no tables to write without --out",
+        ),
+        (["--ou", "x"], "unrecognized arguments: --ou x"),
+    ],
+    ids=["format-without-out", "abbreviated"],
+)
+def test_options_that_would_do_nothing_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(BROKEN), *argv])
+
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"python -m tvpower.sim: error: {message}"
+    )

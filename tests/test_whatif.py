@@ -111,6 +111,11 @@ def test_a_calendar_schedule_keeps_its_calendars() -> None:
             "got (1+2j)",
         ),
         (
+            {"edit": {"id": "afternoon-talk", "end": pd.Series([1, 2])}},
+            "what_if: field 'edit': expected values a YAML schedule can hold, "
+            "got 0 1 1 2 dtype: int64",
+        ),
+        (
             {"add": {"id": 3}},
             "what_if: field 'add.id': expected an event id that is text, got 3",
         ),

@@ -234,7 +234,7 @@ def describe(value: object) -> str:
         return "nothing (null)"
     if isinstance(value, str):
         return _excerpt(value)
-    text = _SHORT.repr(value)
+    text = " ".join(_SHORT.repr(value).split())  # one line, whatever the type
     if len(text) <= _EXCERPT:
         return text
     if isinstance(value, dict):

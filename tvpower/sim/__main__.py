@@ -29,12 +29,15 @@ _PROGRESS_FROM = 3
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
-    return run_cli(PROG, lambda: _run(args.scenarios, args.out, args.format))
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.format is not None and args.out is None:
+        parser.error("--format: there are no tables to write without --out")
+    return run_cli(PROG, lambda: _run(args.scenarios, args.out, args.format or "csv"))
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, allow_abbrev=False)
     parser.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     parser.add_argument(
         "--out",
@@ -45,8 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format",
         choices=["csv", "parquet"],
-        default="csv",
-        help="file format of the tables (default: %(default)s)",
+        help="file format of the tables written by --out (default: csv)",
     )
     return parser
 

@@ -11,6 +11,7 @@ import this module.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ _BAR = 0.3  # half the height of a row's bars
 # Names of actions: how far above the chart, and how close side by side.
 _LEADER_POINTS = 8.0
 _NAME_POINTS = 11.0
+# More actions at one instant are named by kind and count.
+_NAMED_AT_ONCE = 3
 _STYLES: dict[str, dict[str, Any]] = {
     ABSENT: {"facecolor": "0.92", "edgecolor": "0.6", "hatch": "///", "zorder": 1},
     # Over the row, and see-through: the TV's power shows beneath.
@@ -109,13 +112,16 @@ def _num(instants: Iterable[Any]) -> Any:
 
 def _draw_power(ax: Axes, row: int, power: pd.DataFrame) -> None:
     on = power[power["power"] == "on"]
-    starts, ends = _num(on["start"]), _num(on["end"])
-    bars = list(zip(starts, ends - starts, strict=True))
-    ax.broken_barh(bars, (row - _BAR, 2 * _BAR), color="tab:green", label="TV on")
+    if not on.empty:
+        starts, ends = _num(on["start"]), _num(on["end"])
+        bars = list(zip(starts, ends - starts, strict=True))
+        ax.broken_barh(bars, (row - _BAR, 2 * _BAR), color="tab:green", label="TV on")
 
     switched = power[power["power"] != power["power"].shift()].iloc[1:]
     for state, marker in (("on", "^"), ("off", "v")):
         at = _num(switched[switched["power"] == state]["start"])
+        if not len(at):
+            continue  # nor a legend entry for what never happened
         ax.plot(
             at,
             [row] * len(at),
@@ -132,11 +138,14 @@ def _draw_actions(ax: Axes, scenario: Scenario) -> list[Annotation]:
     The names stand outside the rows so that they hide none of them.
     """
     names = []
+    at_once: dict[datetime, list[str]] = {}
     for action in scenario.actions:
-        x = _num([action.at])[0]
+        at_once.setdefault(action.at, []).append(f"{action.kind} {action.target}")
+    for at, happening in at_once.items():
+        x = _num([at])[0]
         ax.axvline(x, color="tab:red", linestyle="--", linewidth=1, label="action")
         name = ax.annotate(
-            f"{action.kind} {action.target}",
+            _name(happening),
             (x, 1),
             xycoords=ax.get_xaxis_transform(),
             xytext=(0, _LEADER_POINTS),
@@ -155,6 +164,14 @@ def _draw_actions(ax: Axes, scenario: Scenario) -> list[Annotation]:
             *_num([stopped, started]), color="0.85", zorder=0, label="publisher down"
         )
     return names
+
+
+def _name(happening: list[str]) -> str:
+    """What happens at one instant, in one line: the actions, or how many."""
+    if len(happening) <= _NAMED_AT_ONCE:
+        return ", ".join(happening)
+    kinds = Counter(text.split(" ", 1)[0] for text in happening)
+    return ", ".join(f"{kind} x{count}" for kind, count in kinds.items())
 
 
 def _make_room(figure: Figure, ax: Axes, names: list[Annotation]) -> None:

@@ -57,6 +57,8 @@ def write_tables(
     if file_format not in FORMATS:
         raise ValueError(f"file_format: expected csv or parquet, got {file_format!r}")
     check_names([r.scenario for r in results])
+    if not str(out):
+        raise ValueError("out: expected a directory, got an empty path")
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     frames = {"summary": summarize(results)}
