@@ -4,6 +4,13 @@ For development, demos and tests the publisher can bring its own broker
 instead of needing a Mosquitto next to it. amqtt speaks MQTT 3.1.1 only, so
 a publisher connected to it sends no Message Expiry Interval.
 
+Known shortcoming of amqtt 0.12: a client's CONNECT walks the broker's
+subscriptions while another client's departure may delete some, and the
+connection then fails ("dictionary changed size during iteration"). A
+fleet whose clients come and go by the dozen at one moment belongs on
+Mosquitto; the simulated clients unsubscribe before they leave, which
+avoids it.
+
 ::
 
     async with EmbeddedBroker(host="127.0.0.1", port=1883) as broker:
