@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_defaults_without_any_source() -> None:
     assert (args.topic_prefix, args.keepalive, args.listen) == (
         "infoscreen",
         60,
-        "127.0.0.1:1883",
+        ("127.0.0.1", 1883),
     )
     assert args.expiry_policy == "ttl"
     assert not args.dry_run
@@ -122,14 +123,133 @@ def test_a_key_that_names_no_option_is_refused(tmp_path: Path, key: str) -> None
     )
 
 
-def test_a_flag_may_not_abbreviate_an_option(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with pytest.raises(SystemExit) as caught:
+def test_a_flag_may_not_abbreviate_an_option() -> None:
+    with pytest.raises(UsageError) as caught:
         build_parser().parse_args(["--schedul", "x.yaml"])
-    assert caught.value.code == 2
-    last = capsys.readouterr().err.splitlines()[-1]
-    assert last.endswith("error: unrecognized arguments: --schedul x.yaml")
+    assert str(caught.value) == "unrecognized arguments: --schedul x.yaml"
+
+
+# MQTT sends the keep-alive in two bytes; 0 turns it off.
+OUT_OF_RANGE = [
+    ("--keepalive", "-1", "expected an integer from 0 to 65535, got -1"),
+    ("--keepalive", "65536", "expected an integer from 0 to 65535, got 65536"),
+    ("--keepalive", "soon", "expected an integer from 0 to 65535, got 'soon'"),
+    ("--metrics-port", "0", "expected an integer from 1 to 65535, got 0"),
+    ("--metrics-port", "99999", "expected an integer from 1 to 65535, got 99999"),
+    (
+        "--listen",
+        "127.0.0.1:65536",
+        "expected HOST:PORT with a port from 0 to 65535, such as 127.0.0.1:1883, "
+        "got '127.0.0.1:65536'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), OUT_OF_RANGE)
+def test_a_flag_out_of_range_is_refused(option: str, value: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        build_parser().parse_args([option, value])
+    assert str(caught.value) == f"{option}: {message}"
+
+
+@pytest.mark.parametrize(("option", "value", "message"), OUT_OF_RANGE)
+def test_a_variable_out_of_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, option: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv("TVPOWER_" + option[2:].upper().replace("-", "_"), value)
+    with pytest.raises(UsageError) as caught:
+        build_parser().parse_args([])
+    assert str(caught.value) == f"{option}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("keepalive = -1", "expected an integer from 0 to 65535, got -1"),
+        ("keepalive = 65536", "expected an integer from 0 to 65535, got 65536"),
+        ("metrics-port = 99999", "expected an integer from 1 to 65535, got 99999"),
+        (
+            'listen = "[::1]:65536"',
+            "expected HOST:PORT with a port from 0 to 65535, such as 127.0.0.1:1883, "
+            "got '[::1]:65536'",
+        ),
+    ],
+)
+def test_a_key_out_of_range_in_the_file_is_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    path = tmp_path / "publish.toml"
+    key = line.split(" = ")[0]
+    with pytest.raises(UsageError) as caught:
+        _parse_file(path, f"[tvpower]\n{line}\n")
+    assert str(caught.value) == f"{path}: key {key!r} in [tvpower]: {message}"
+
+
+def test_the_ends_of_each_range_are_accepted() -> None:
+    parse = build_parser().parse_args
+    low = parse(["--keepalive", "0", "--metrics-port", "1", "--listen", "[::1]:0"])
+    assert (low.keepalive, low.metrics_port, low.listen) == (0, 1, ("::1", 0))
+    high = parse(["--keepalive", "65535", "--metrics-port", "65535"])
+    assert (high.keepalive, high.metrics_port) == (65535, 65535)
+
+
+@pytest.mark.parametrize(
+    ("args", "variables", "message"),
+    [
+        (
+            ["--metrics-port", "99999"],
+            {},
+            "--metrics-port: expected an integer from 1 to 65535, got 99999",
+        ),
+        (
+            [],
+            {"TVPOWER_KEEPALIVE": "-1"},
+            "--keepalive: expected an integer from 0 to 65535, got -1",
+        ),
+    ],
+)
+def test_a_number_out_of_range_is_one_line_not_a_traceback(
+    args: list[str], variables: dict[str, str], message: str
+) -> None:
+    result = _publish(*args, env={**os.environ, **variables})
+    assert result.returncode == 2
+    assert result.stderr == f"tvpower.publish: error: {message}\n"
+
+
+@pytest.mark.parametrize("source", ["flag", "flag=", "variable"])
+def test_a_missing_config_file_is_one_line(tmp_path: Path, source: str) -> None:
+    path = tmp_path / "missing.toml"
+    args = {
+        "flag": ["--config", str(path)],
+        "flag=": [f"--config={path}"],
+        "variable": [],
+    }[source]
+    env = {**os.environ, "TVPOWER_CONFIG": str(path)} if source == "variable" else None
+    result = _publish(*args, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"tvpower.publish: error: --config {path}: "
+        "cannot read the file: No such file or directory\n"
+    )
+
+
+def test_a_config_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        build_parser().parse_args(["--config", str(tmp_path)])
+    assert (
+        str(caught.value)
+        == f"--config {tmp_path}: cannot read the file: Is a directory"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_config_file_is_refused(config: Path) -> None:
+    config.chmod(0)
+    with pytest.raises(UsageError) as caught:
+        build_parser().parse_args(["--config", str(config)])
+    assert str(caught.value) == (
+        f"--config {config}: cannot read the file: Permission denied"
+    )
 
 
 @pytest.mark.parametrize(

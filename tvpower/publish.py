@@ -19,7 +19,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, NoReturn, TextIO
 
 import configargparse
 
@@ -51,10 +51,13 @@ logger = logging.getLogger("tvpower.publish")
 #: The table of the --config file that holds the options.
 _TABLE = "tvpower"
 
+#: The largest TCP port, and the longest keep-alive MQTT can send (two bytes).
+_MAX_PORT = _MAX_KEEPALIVE = 65535
 
-def build_parser() -> configargparse.ArgumentParser:
+
+def build_parser() -> _Parser:
     config_file = _ConfigFile()
-    parser = configargparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m tvpower.publish",
         description="Publish every client's power intent, retained, and keep it "
         "right as the schedule's events begin and end.",
@@ -62,8 +65,11 @@ def build_parser() -> configargparse.ArgumentParser:
         "[tvpower] table of the --config TOML file (keys as the long flags without "
         'dashes in front, e.g. topic-prefix = "screens").',
         config_file_parser_class=config_file,
+        config_file_open_func=_open_config,
         # Neither a flag nor a key of the file may stand for a longer option.
         allow_abbrev=False,
+        # parse_args turns argparse's errors into one line each.
+        exit_on_error=False,
     )
     _add_source_options(parser)
     _add_connection_options(parser)
@@ -78,7 +84,59 @@ def build_parser() -> configargparse.ArgumentParser:
     return parser
 
 
-# configargparse has no type hints: its classes are Any to mypy.
+# configargparse has no type hints: its classes are Any to mypy (also below).
+class _Parser(configargparse.ArgumentParser):  # type: ignore[misc]
+    """A parser whose errors are :class:`UsageError`: one line, no usage block."""
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> argparse.Namespace:
+        try:
+            namespace: argparse.Namespace = super().parse_args(*args, **kwargs)
+        except argparse.ArgumentError as exc:
+            option = f"{exc.argument_name}: " if exc.argument_name else ""
+            raise UsageError(f"{option}{exc.message}") from None
+        return namespace
+
+    def error(self, message: str) -> NoReturn:
+        # configargparse catches what _open_config raises and words it anew;
+        # ours already names the option, the file and the reason.
+        raised = sys.exception()
+        if isinstance(raised, UsageError):
+            raise raised from None
+        raise UsageError(message)
+
+
+def _open_config(path: str) -> IO[str]:
+    """Open the --config file (TOML is UTF-8), or say why it cannot be read."""
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"--config {path}: cannot read the file: {exc.strerror}"
+        ) from None
+
+
+class _IntRange:
+    """An argparse type: an integer from ``low`` to ``high``.
+
+    The check of the --config file runs it too, so a flag, a variable and a
+    key of the file are held to the same range.
+    """
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low
+        self.high = high
+
+    def __call__(self, text: str) -> int:
+        expected = f"expected an integer from {self.low} to {self.high}"
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+        if not self.low <= value <= self.high:
+            raise argparse.ArgumentTypeError(f"{expected}, got {value}")
+        return value
+
+
 class _ConfigFile(configargparse.TomlConfigParser):  # type: ignore[misc]
     """The [tvpower] table of --config, each key checked against the options.
 
@@ -121,13 +179,19 @@ class _ConfigFile(configargparse.TomlConfigParser):  # type: ignore[misc]
                 f"{path}: key {key!r} in [{_TABLE}]: expected one of {choices}, "
                 f"got {value!r}"
             )
+        if not callable(action.type):
+            return
+        try:
+            action.type(str(value))  # the range a flag is held to
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{path}: key {key!r} in [{_TABLE}]: {exc}") from None
 
 
 def _toml_type(action: argparse.Action) -> tuple[type, str]:
     """The TOML type a key of the file takes, and its name for messages."""
     if action.nargs == 0:
         return bool, "true or false"
-    if action.type is int:
+    if isinstance(action.type, _IntRange):
         return int, "an integer"
     return str, "a string"
 
@@ -160,6 +224,7 @@ def _add_connection_options(parser: configargparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--listen",
+        type=_parse_listen,
         default="127.0.0.1:1883",
         metavar="HOST:PORT",
         env_var="TVPOWER_LISTEN",
@@ -198,7 +263,7 @@ def _add_connection_options(parser: configargparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--keepalive",
-        type=int,
+        type=_IntRange(0, _MAX_KEEPALIVE),
         default=60,
         env_var="TVPOWER_KEEPALIVE",
         help="MQTT keep-alive in seconds (default: %(default)s)",
@@ -251,7 +316,7 @@ def _add_output_options(parser: configargparse.ArgumentParser) -> None:
     group = parser.add_argument_group("output")
     group.add_argument(
         "--metrics-port",
-        type=int,
+        type=_IntRange(1, _MAX_PORT),
         env_var="TVPOWER_METRICS_PORT",
         help="serve Prometheus metrics on this port",
     )
@@ -339,7 +404,7 @@ class _Connection:
             tls = TlsOptions(*files)
         return cls(
             address,
-            _parse_listen(args.listen),
+            args.listen,
             client_id=args.client_id or default_client_id(),
             keepalive=args.keepalive,
             username=args.username,
@@ -458,12 +523,14 @@ def _password(path: Path | None) -> str | None:
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
+    """The argparse type of --listen; port 0 asks for a free one."""
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # an IPv6 address: [::1]:1883
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(
-            f"--listen: expected HOST:PORT such as 127.0.0.1:1883, got {text!r}"
+    if not sep or not host or not port.isdecimal() or not 0 <= int(port) <= _MAX_PORT:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT with a port from 0 to {_MAX_PORT}, such as "
+            f"127.0.0.1:1883, got {text!r}"
         )
     return host, int(port)
 
