@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tvpower.calendars import COLUMNS, expand, first_start
+from tvpower.errors import ScheduleError
 from tvpower.schedule import Schedule, load_schedule
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -963,6 +964,106 @@ END:VEVENT
         (at(NEW_YORK, 2026, 6, day), at(NEW_YORK, 2026, 6, day + 1))
         for day in (8, 10, 11)
     ]
+
+
+# --- Events without a UID ---------------------------------------------------
+
+#: An hour at 09:00Z daily from Monday 2026-06-08, three times, and half an
+#: hour at 09:00Z on the Tuesday. {uid} is a UID line or nothing.
+DAILY_ICS = """\
+BEGIN:VEVENT
+{uid}DTSTART:20260608T090000Z
+DTEND:20260608T100000Z
+RRULE:FREQ=DAILY;COUNT=3
+{lines}END:VEVENT
+"""
+SINGLE_ICS = """\
+BEGIN:VEVENT
+{uid}DTSTART:20260609T090000Z
+DTEND:20260609T093000Z
+END:VEVENT
+"""
+WITHOUT_UID = pytest.mark.parametrize("uid", ["", "UID:\n"], ids=["none", "empty"])
+
+
+def utc_spans(schedule: Schedule) -> list[tuple[datetime, datetime]]:
+    frame = expand(schedule, at(UTC, 2026, 6, 1), at(UTC, 2026, 7, 1))
+    return spans(frame, ZoneInfo("UTC"))
+
+
+def hour(day: int) -> tuple[datetime, datetime]:
+    return at(UTC, 2026, 6, day, 9), at(UTC, 2026, 6, day, 10)
+
+
+HALF_HOUR = (at(UTC, 2026, 6, 9, 9), at(UTC, 2026, 6, 9, 9, 30))
+
+
+@WITHOUT_UID
+def test_events_without_a_uid_keep_their_own_lengths(write: Write, uid: str) -> None:
+    events = DAILY_ICS.format(uid=uid, lines="") + SINGLE_ICS.format(uid=uid)
+    schedule = calendar_of(write, events, zone="UTC")
+
+    assert utc_spans(schedule) == [hour(8), HALF_HOUR, hour(9), hour(10)]
+
+
+@WITHOUT_UID
+def test_an_exdate_of_a_series_without_a_uid_removes_only_its_occurrence(
+    write: Write, uid: str
+) -> None:
+    lines = "EXDATE:20260609T090000Z\n"
+    events = DAILY_ICS.format(uid=uid, lines=lines) + SINGLE_ICS.format(uid=uid)
+    schedule = calendar_of(write, events, zone="UTC")
+
+    assert utc_spans(schedule) == [hour(8), HALF_HOUR, hour(10)]
+
+
+def test_an_event_without_a_uid_is_apart_from_any_real_uid(write: Write) -> None:
+    # A real UID like the ones events without a UID are told apart by.
+    lines = "EXDATE:20260609T090000Z\n"
+    events = DAILY_ICS.format(uid="UID:tvpower-no-uid-1\n", lines=lines)
+    schedule = calendar_of(write, events + SINGLE_ICS.format(uid=""), zone="UTC")
+    frame = expand(schedule, at(UTC, 2026, 6, 1), at(UTC, 2026, 7, 1))
+
+    assert utc_spans(schedule) == [hour(8), HALF_HOUR, hour(10)]
+    assert list(frame["event_id"]) == ["tvpower-no-uid-1", "", "tvpower-no-uid-1"]
+
+
+def test_a_recurrence_id_without_a_uid_stands_alone(write: Write) -> None:
+    # RECURRENCE-IDs attach to their series by UID: without one, the move
+    # is an event of its own, and the cancellation cancels nothing.
+    events = DAILY_ICS.format(uid="", lines="") + (
+        "BEGIN:VEVENT\nRECURRENCE-ID:20260609T090000Z\n"
+        "DTSTART:20260609T120000Z\nDTEND:20260609T123000Z\nEND:VEVENT\n"
+        "BEGIN:VEVENT\nRECURRENCE-ID:20260610T090000Z\n"
+        "DTSTART:20260610T090000Z\nDTEND:20260610T100000Z\n"
+        "STATUS:CANCELLED\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, events, zone="UTC")
+
+    moved = (at(UTC, 2026, 6, 9, 12), at(UTC, 2026, 6, 9, 12, 30))
+    assert utc_spans(schedule) == [hour(8), hour(9), moved, hour(10)]
+
+
+@pytest.mark.parametrize(
+    ("uid", "name"),
+    [("UID:standup\n", "event 'standup'"), ("", "VEVENT #1 (no UID)")],
+    ids=["uid", "no uid"],
+)
+def test_an_exdate_period_is_refused_naming_the_file_and_the_event(
+    write: Write, uid: str, name: str
+) -> None:
+    # RFC 5545 allows dates and date-times in EXDATE, not periods.
+    lines = "EXDATE;VALUE=PERIOD:20260609T090000Z/PT1H\n"
+    schedule = calendar_of(write, DAILY_ICS.format(uid=uid, lines=lines), zone="UTC")
+
+    # Whatever the range: a reload's trial expansion refuses it.
+    with pytest.raises(ScheduleError) as error:
+        expand(schedule, at(UTC, 2030, 1, 1), at(UTC, 2030, 1, 2))
+    assert str(error.value) == (
+        "schedule.yaml: groups.room: field 'calendars': calendar file 'events.ics': "
+        f"{name}: property 'EXDATE': expected dates or date-times, "
+        "got the period '20260609T090000Z/PT1H'"
+    )
 
 
 def test_example_office_override_and_back_to_back_events() -> None:

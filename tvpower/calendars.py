@@ -30,7 +30,11 @@ What a calendar event counts as:
   instant (a moved one too), and nothing when there is none; a floating one
   is wall time in the zone of the event's DTSTART, an ambiguous one its
   first occurrence. An EXDATE date removes the series' occurrences of that
-  day (in the zone of the DTSTART).
+  day (in the zone of the DTSTART). An EXDATE period (which RFC 5545 does
+  not allow) is rejected.
+- A VEVENT without a UID (or with an empty one) is a series of its own:
+  nothing attaches to it, and it attaches to nothing, also when it has a
+  RECURRENCE-ID. Its occurrences have the event id ``""``.
 
 Occurrences are clipped to the instants a schedule may name,
 :data:`~tvpower.schedule.EARLIEST_INSTANT` to
@@ -60,6 +64,7 @@ from tvpower.schedule import (
     Event,
     Group,
     Schedule,
+    describe,
 )
 
 __all__ = ["COLUMNS", "expand", "first_start"]
@@ -271,7 +276,8 @@ class _Exdates:
     besides the first. So expansion never sees an EXDATE; an occurrence is
     dropped here when an exdate names the instant of its RECURRENCE-ID (where
     its series places it, before any move), or, for a date, its day. Series
-    are told apart by UID.
+    are told apart by the UID that expansion knows them by (see
+    :func:`_vevents`).
     """
 
     #: (UID, ns since the epoch) of each date-time exdate.
@@ -311,9 +317,10 @@ class _Length:
         return _ns(start + timedelta(days=self.days)) + self.seconds * NS
 
 
-#: Each component's length by (UID, RECURRENCE-ID in ns): None for a series
-#: or a single event, the instant for a moved occurrence. A length of None
-#: means the library's own end is right.
+#: Each component's length by (UID, RECURRENCE-ID in ns), with the UID that
+#: expansion knows it by: None for a series or a single event, the instant
+#: for a moved occurrence. A length of None means the library's own end is
+#: right.
 _Lengths = dict[tuple[str, int | None], _Length | None]
 
 
@@ -324,28 +331,80 @@ def _calendar_rows(
     # recurring_ical_events reads floating times in the calendar's own zone
     # when it names one; lengths and RECURRENCE-IDs are read alike here.
     floating = _calendar_zone(source.calendar) or group.timezone
-    lengths = _lengths(source.calendar, floating)
-    exdates = _calendar_exdates(source.calendar, floating)
+    vevents = _vevents(source.calendar)
+    problem = _exdate_problem(vevents)
+    if problem is not None:
+        raise _calendar_error(source, group, schedule, problem)
+    lengths = _lengths(vevents, floating)
+    exdates = _calendar_exdates(vevents, floating)
     try:
         occurrences = _query(source).between(*span)
     except (ValueError, KeyError, TypeError) as error:
-        raise ScheduleError(
-            str(schedule.path),
-            f"cannot expand calendar file {str(source.path)!r}: {error}",
-            entry=f"groups.{group.id}",
-            field="calendars",
-        ) from error
+        problem = f"cannot be expanded: {error}"
+        raise _calendar_error(source, group, schedule, problem) from error
 
     # Known shortcoming: recurring_ical_events matches a RECURRENCE-ID by its
     # wall-clock digits too, so a moved occurrence may hide another one of its
     # series (test_a_moved_occurrence_replaces_only_the_one_at_its_instant).
+    event_ids = {uid: str(vevent.get("UID", "")) for uid, vevent in vevents}
     rows = []
     for occurrence in occurrences:
         if _switches_on(occurrence, source) and not exdates.remove(occurrence):
             start_ns, end_ns = _span(occurrence, group.timezone, floating, lengths)
-            uid = str(occurrence.get("UID", ""))
-            rows.append((group.id, "group", "event", start_ns, end_ns, uid))
+            event_id = event_ids[str(occurrence["UID"])]
+            rows.append((group.id, "group", "event", start_ns, end_ns, event_id))
     return rows
+
+
+def _calendar_error(
+    source: CalendarSource, group: Group, schedule: Schedule, problem: str
+) -> ScheduleError:
+    """The error for a calendar file that cannot be expanded."""
+    return ScheduleError(
+        str(schedule.path),
+        f"calendar file {describe(str(source.path))}: {problem}",
+        entry=f"groups.{group.id}",
+        field="calendars",
+    )
+
+
+def _vevents(calendar: Any) -> list[tuple[str, Any]]:
+    """Each VEVENT of the calendar, with the UID that expansion knows it by.
+
+    RECURRENCE-IDs attach to a series by its UID, so a VEVENT without one
+    (RFC 5545 requires it, some exports lack it) can only stand alone: it is
+    known by a UID of its own, which no real UID of the calendar starts with.
+    An empty UID counts as none.
+    """
+    vevents = calendar.walk("VEVENT")
+    uids = [str(vevent.get("UID", "")) for vevent in vevents]
+    prefix = "tvpower-no-uid-"
+    while any(uid.startswith(prefix) for uid in uids):
+        prefix += "-"
+    return [
+        (uid or f"{prefix}{index}", vevent)
+        for index, (uid, vevent) in enumerate(zip(uids, vevents, strict=True))
+    ]
+
+
+def _exdate_problem(vevents: list[tuple[str, Any]]) -> str | None:
+    """An EXDATE period: RFC 5545 allows none, but icalendar reads them."""
+    for index, (_, vevent) in enumerate(vevents):
+        lines = vevent.get("EXDATE", [])
+        for line in lines if isinstance(lines, list) else [lines]:
+            if any(isinstance(item.dt, tuple) for item in getattr(line, "dts", [])):
+                return (
+                    f"{_event_name(vevent, index)}: property 'EXDATE': expected "
+                    f"dates or date-times, got the period "
+                    f"{describe(line.to_ical().decode())}"
+                )
+    return None
+
+
+def _event_name(vevent: Any, index: int) -> str:
+    """How errors name a VEVENT, like the checks at load: by UID, else position."""
+    uid = str(vevent.get("UID", ""))
+    return f"event {describe(uid)}" if uid else f"VEVENT #{index + 1} (no UID)"
 
 
 #: The query of each loaded calendar's copy without EXDATEs, keyed by the
@@ -360,42 +419,46 @@ def _query(source: CalendarSource) -> Any:
     later expansions of the same calendar many times faster.
     """
     if source.query is None:  # a CalendarSource made by hand, not loaded
-        return recurring_ical_events.of(_without_exdates(source.calendar))
+        return recurring_ical_events.of(_for_expansion(source.calendar))
     query = _QUERIES.get(source.query)
     if query is None:
-        query = recurring_ical_events.of(_without_exdates(source.calendar))
+        query = recurring_ical_events.of(_for_expansion(source.calendar))
         _QUERIES[source.query] = query
     return query
 
 
-def _without_exdates(calendar: Any) -> Any:
-    """A copy of the calendar whose series have no EXDATE; the rest is shared.
+def _for_expansion(calendar: Any) -> Any:
+    """A copy of the calendar as expansion sees it; property values are shared.
 
+    Each VEVENT has the UID of :func:`_vevents`, and series have no EXDATE:
     :func:`_calendar_exdates` reads what they remove. The EXDATEs of a moved
     occurrence's VEVENT stay, as recurring_ical_events ignores them there.
     """
     copy = calendar.copy()  # shallow: without subcomponents
-    for component in calendar.subcomponents:
-        if _is_series(component) and "EXDATE" in component:
-            series = component.copy()
-            series.subcomponents = component.subcomponents
-            del series["EXDATE"]
-            component = series
-        copy.add_component(component)
+    stack = [(calendar, copy)]
+    while stack:  # not recursive: the nesting may be deep
+        original, duplicate = stack.pop()
+        for component in original.subcomponents:
+            duplicate.add_component(component.copy())
+            stack.append((component, duplicate.subcomponents[-1]))
+
+    for uid, vevent in _vevents(copy):  # the copy's UIDs are the calendar's
+        vevent["UID"] = icalendar.vText(uid)
+        if _is_series(vevent):
+            vevent.pop("EXDATE", None)
     return copy
 
 
-def _calendar_exdates(calendar: Any, floating: ZoneInfo) -> _Exdates:
-    """What the EXDATEs of the calendar's series remove (see :class:`_Exdates`).
+def _calendar_exdates(vevents: list[tuple[str, Any]], floating: ZoneInfo) -> _Exdates:
+    """What the EXDATEs of the series remove (see :class:`_Exdates`).
 
     A floating one is wall time in the zone of the event's DTSTART (else in
     ``floating``), and like any local time means the first of an ambiguous
     pair.
     """
     instants, days = set(), set()
-    for component in calendar.walk("VEVENT"):
+    for uid, component in vevents:
         if _is_series(component) and "EXDATE" in component:
-            uid = str(component.get("UID", ""))
             start = component["DTSTART"].dt
             zone = getattr(start, "tzinfo", None) or floating
             for value in _listed(component, "EXDATE"):
@@ -434,11 +497,10 @@ def _calendar_zone(calendar: Any) -> ZoneInfo | None:
         return None  # recurring_ical_events leaves the times floating then
 
 
-def _lengths(calendar: Any, zone: ZoneInfo) -> _Lengths:
-    """The length of every VEVENT of the calendar, keyed as :data:`_Lengths`."""
+def _lengths(vevents: list[tuple[str, Any]], zone: ZoneInfo) -> _Lengths:
+    """The length of every VEVENT, keyed as :data:`_Lengths`."""
     lengths: _Lengths = {}
-    for component in calendar.walk("VEVENT"):
-        uid = str(component.get("UID", ""))
+    for uid, component in vevents:
         moved = component.get("RECURRENCE-ID")
         key = None if moved is None else _ns(_localize(moved.dt, zone))
         lengths[uid, key] = _length(component, zone)
