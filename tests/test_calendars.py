@@ -881,11 +881,9 @@ def test_calendar_exdates_with_rdates_and_moved_and_cancelled_occurrences(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recurring_ical_events also matches a RECURRENCE-ID by its digits "
-    "alone; expansion does not correct that yet",
-)
+# --- Moved occurrences of calendar files -------------------------------------
+
+
 def test_a_moved_occurrence_replaces_only_the_one_at_its_instant(
     write: Write,
 ) -> None:
@@ -898,9 +896,185 @@ def test_a_moved_occurrence_replaces_only_the_one_at_its_instant(
     schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moved)
     frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
 
-    # 11:00 New York is 15:00Z; the library takes the 15:00 New York
-    # occurrence for the moved one too, and drops it.
+    # 11:00 New York is 15:00Z; the 15:00 New York occurrence, whose digits
+    # match 15:00Z, stays.
+    assert spans(frame, NEW_YORK)[2] == (
+        at(NEW_YORK, 2026, 6, 9, 11, 15),
+        at(NEW_YORK, 2026, 6, 9, 11, 45),
+    )
     assert hours(frame) == list(range(9, 21))
+
+
+def test_a_cancelled_occurrence_removes_only_the_one_at_its_instant(
+    write: Write,
+) -> None:
+    cancelled = (
+        "BEGIN:VEVENT\nUID:hourly\nRECURRENCE-ID:20260609T150000Z\n"
+        "DTSTART;TZID=America/New_York:20260609T110000\n"
+        "DTEND;TZID=America/New_York:20260609T113000\n"
+        "STATUS:CANCELLED\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + cancelled)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [hour for hour in range(9, 21) if hour != 11]
+
+
+#: At 09:00 New York daily from Monday 2026-06-08, five times; Tuesday's is
+#: moved to Friday 15:00, Wednesday's to the Tuesday before the series.
+FAR_MOVES_ICS = """\
+BEGIN:VEVENT
+UID:daily
+DTSTART;TZID=America/New_York:20260608T090000
+DTEND;TZID=America/New_York:20260608T093000
+RRULE:FREQ=DAILY;COUNT=5
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=America/New_York:20260609T090000
+DTSTART;TZID=America/New_York:20260612T150000
+DTEND;TZID=America/New_York:20260612T153000
+END:VEVENT
+BEGIN:VEVENT
+UID:daily
+RECURRENCE-ID;TZID=America/New_York:20260610T090000
+DTSTART;TZID=America/New_York:20260602T090000
+DTEND;TZID=America/New_York:20260602T093000
+END:VEVENT
+"""
+
+
+@pytest.mark.parametrize(
+    ("day", "starts"),
+    [
+        (2, [at(NEW_YORK, 2026, 6, 2, 9)]),  # moved into the range
+        (9, []),  # moved out of it, days after it
+        (10, []),  # moved out of it, days before it
+        (12, [at(NEW_YORK, 2026, 6, 12, 9), at(NEW_YORK, 2026, 6, 12, 15)]),
+    ],
+)
+def test_a_move_counts_where_it_now_lies_whatever_the_range(
+    write: Write, day: int, starts: list[datetime]
+) -> None:
+    schedule = calendar_of(write, FAR_MOVES_ICS)
+    frame = expand(schedule, at(NEW_YORK, 2026, 6, day), at(NEW_YORK, 2026, 6, day + 1))
+
+    assert list(frame["start"]) == [ns(start) for start in starts]
+
+
+def test_a_move_whose_series_has_no_occurrence_there_still_counts(
+    write: Write,
+) -> None:
+    # RFC 5545 leaves it to the move; recurring_ical_events keeps it too.
+    moved = (
+        "BEGIN:VEVENT\nUID:hourly\n"
+        "RECURRENCE-ID;TZID=America/New_York:20260609T111500\n"
+        "DTSTART;TZID=America/New_York:20260610T080000\n"
+        "DTEND;TZID=America/New_York:20260610T083000\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moved)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [*range(9, 21), 8]
+
+
+def test_the_move_with_the_highest_sequence_counts(write: Write) -> None:
+    moves = "".join(
+        "BEGIN:VEVENT\nUID:hourly\n"
+        "RECURRENCE-ID;TZID=America/New_York:20260609T090000\n"
+        f"DTSTART;TZID=America/New_York:20260610T{hour}0000\n"
+        f"DTEND;TZID=America/New_York:20260610T{hour}3000\n"
+        f"SEQUENCE:{sequence}\nEND:VEVENT\n"
+        for hour, sequence in [(10, 1), (11, 2), (12, 2)]
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moves)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [*range(10, 21), 11]
+
+
+def test_a_move_without_dtend_or_duration_lasts_nothing_and_never_counts(
+    write: Write,
+) -> None:
+    # Like any VEVENT with a date-time DTSTART (RFC 5545, 3.6.1).
+    moved = (
+        "BEGIN:VEVENT\nUID:hourly\n"
+        "RECURRENCE-ID;TZID=America/New_York:20260609T110000\n"
+        "DTSTART;TZID=America/New_York:20260609T111500\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moved)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert hours(frame) == [hour for hour in range(9, 21) if hour != 11]
+
+
+def test_a_move_of_an_all_day_series_names_its_day(write: Write) -> None:
+    events = """\
+BEGIN:VEVENT
+UID:days
+DTSTART;VALUE=DATE:20260608
+RRULE:FREQ=DAILY;COUNT=4
+END:VEVENT
+BEGIN:VEVENT
+UID:days
+RECURRENCE-ID;VALUE=DATE:20260609
+DTSTART;VALUE=DATE:20260613
+DTEND;VALUE=DATE:20260615
+END:VEVENT
+"""
+    schedule = calendar_of(write, events, all_day=True)
+    frame = expand(schedule, at(NEW_YORK, 2026, 6, 1), at(NEW_YORK, 2026, 7, 1))
+
+    assert spans(frame, NEW_YORK) == [
+        (at(NEW_YORK, 2026, 6, 8), at(NEW_YORK, 2026, 6, 9)),
+        (at(NEW_YORK, 2026, 6, 10), at(NEW_YORK, 2026, 6, 11)),
+        (at(NEW_YORK, 2026, 6, 11), at(NEW_YORK, 2026, 6, 12)),
+        (at(NEW_YORK, 2026, 6, 13), at(NEW_YORK, 2026, 6, 15)),
+    ]
+
+
+def test_a_move_on_the_fall_back_night_tells_the_two_0230s_apart(
+    write: Write,
+) -> None:
+    # The first 02:30 Berlin (CEST, 00:30Z) goes to 04:00 CET (03:00Z); the
+    # second, 01:30Z from the RDATE, has the same digits and stays.
+    moved = (
+        "BEGIN:VEVENT\nUID:night\n"
+        "RECURRENCE-ID;TZID=Europe/Berlin:20261025T023000\n"
+        "DTSTART;TZID=Europe/Berlin:20261025T040000\n"
+        "DTEND;TZID=Europe/Berlin:20261025T043000\nEND:VEVENT\n"
+    )
+    events = NIGHTS_ICS.format(exdates="X-NONE:none") + moved
+    schedule = calendar_of(write, events, zone="Europe/Berlin")
+    frame = expand(schedule, at(UTC, 2026, 10, 22), at(UTC, 2026, 10, 28))
+
+    starts = [
+        at(BERLIN, 2026, 10, 23, 2, 30),
+        at(BERLIN, 2026, 10, 24, 2, 30),
+        at(UTC, 2026, 10, 25, 1, 30),
+        at(UTC, 2026, 10, 25, 3),
+        at(BERLIN, 2026, 10, 26, 2, 30),
+    ]
+    assert list(frame["start"]) == [ns(start) for start in starts]
+
+
+def test_a_this_and_future_move_moves_the_later_occurrences_too(
+    write: Write,
+) -> None:
+    # recurring_ical_events applies such a series' moves, as RFC 5545 says.
+    moved = (
+        "BEGIN:VEVENT\nUID:hourly\n"
+        "RECURRENCE-ID;RANGE=THISANDFUTURE;TZID=America/New_York:20260609T180000\n"
+        "DTSTART;TZID=America/New_York:20260609T181500\n"
+        "DTEND;TZID=America/New_York:20260609T191500\nEND:VEVENT\n"
+    )
+    schedule = calendar_of(write, HOURLY_ICS.format(lines="") + moved)
+    frame = expand(schedule, at(UTC, 2026, 6, 9), at(UTC, 2026, 6, 11))
+
+    assert spans(frame, NEW_YORK)[-3:] == [
+        (at(NEW_YORK, 2026, 6, 9, hour, 15), at(NEW_YORK, 2026, 6, 9, hour + 1, 15))
+        for hour in (18, 19, 20)
+    ]
 
 
 #: Daily at 02:30 Berlin from Friday 2026-10-23. On Sunday the 25th, when DST

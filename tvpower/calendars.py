@@ -32,6 +32,15 @@ What a calendar event counts as:
   first occurrence. An EXDATE date removes the series' occurrences of that
   day (in the zone of the DTSTART). An EXDATE period (which RFC 5545 does
   not allow) is rejected.
+- A VEVENT with a RECURRENCE-ID moves (or cancels) the occurrence its
+  series places at that instant, and only that one; a floating one is wall
+  time in the zone of the series' DTSTART, an ambiguous one its first
+  occurrence. It counts where it now lies, with its own DTEND or DURATION
+  (without them, like any VEVENT, a date-time one has zero length and never
+  counts), and also when its series places nothing at that instant. Of
+  several for one instant, the highest SEQUENCE wins. A series that has a
+  ``RANGE=THISANDFUTURE`` move is expanded with all its moves by
+  ``recurring_ical_events``.
 - A VEVENT without a UID (or with an empty one) is a series of its own:
   nothing attaches to it, and it attaches to nothing, also when it has a
   RECURRENCE-ID. Its occurrences have the event id ``""``.
@@ -290,10 +299,82 @@ class _Exdates:
     def remove(self, occurrence: Any) -> bool:
         """Whether an exdate removes this occurrence of the expansion."""
         uid = str(occurrence.get("UID", ""))
-        named = occurrence["RECURRENCE-ID"].dt
-        instant = _ns(_localize(named, self.floating))
+        return self.names(uid, occurrence["RECURRENCE-ID"].dt, self.floating)
+
+    def names(self, uid: str, named: date, zone: tzinfo) -> bool:
+        """Whether an exdate of series ``uid`` names ``named``, floating in ``zone``."""
+        instant = _ns(_localize(named, zone))
         day = named.date() if isinstance(named, datetime) else named
         return (uid, instant) in self.instants or (uid, day) in self.days
+
+
+# --- Moved occurrences ------------------------------------------------------
+
+
+#: A series occurrence as a moved one names it: by UID and the instant (ns
+#: since the epoch) of a date-time, or the day of a date.
+_Named = tuple[str, int | date]
+
+
+def _named(uid: str, value: date, zone: tzinfo) -> _Named:
+    """How a RECURRENCE-ID names an occurrence; a floating one is in ``zone``."""
+    if isinstance(value, datetime):
+        return uid, _ns(_localize(value, zone))
+    return uid, value
+
+
+@dataclass(frozen=True)
+class _Moves:
+    """The occurrences that VEVENTs with a RECURRENCE-ID move, applied after expansion.
+
+    recurring_ical_events matches a RECURRENCE-ID by its UTC instant or by
+    its wall-clock digits alone: moving 11:00 New York (15:00Z) would also
+    replace an occurrence at 15:00 New York. So expansion never sees the
+    moves (see :func:`_for_expansion`): a series occurrence is dropped here
+    when a move names the instant of its RECURRENCE-ID (a date, for an
+    all-day series), and each move is an occurrence of its own, wherever it
+    now lies, unless an exdate names its RECURRENCE-ID.
+    """
+
+    #: Each move, by the occurrence it names.
+    moves: dict[_Named, tuple[tzinfo, Any]]
+    #: The zone of floating RECURRENCE-IDs of the expansion's occurrences.
+    floating: tzinfo
+
+    def replace(self, occurrence: Any) -> bool:
+        """Whether a move replaces this occurrence of the expansion."""
+        uid = str(occurrence["UID"])
+        named = _named(uid, occurrence["RECURRENCE-ID"].dt, self.floating)
+        return named in self.moves
+
+    def standing(self, exdates: _Exdates) -> list[Any]:
+        """The moves that are occurrences: those whose instant no exdate names."""
+        return [
+            move
+            for (uid, _), (zone, move) in self.moves.items()
+            if not exdates.names(uid, move["RECURRENCE-ID"].dt, zone)
+        ]
+
+
+def _calendar_moves(vevents: list[tuple[str, Any]], floating: ZoneInfo) -> _Moves:
+    """The moves of the series (see :func:`_moves`).
+
+    A floating RECURRENCE-ID is wall time in the zone of the series' DTSTART
+    (else in ``floating``), an ambiguous one the first. Of several moves of
+    one occurrence, the one with the highest SEQUENCE counts, the first of
+    equals, as in recurring_ical_events.
+    """
+    zones: dict[str, tzinfo] = {}
+    for uid, vevent in vevents:
+        if _is_series(vevent):
+            start = vevent["DTSTART"].dt
+            zones.setdefault(uid, getattr(start, "tzinfo", None) or floating)
+    moves: dict[_Named, tuple[tzinfo, Any]] = {}
+    for uid, vevent in _moves(vevents):
+        named = _named(uid, vevent["RECURRENCE-ID"].dt, zones[uid])
+        if named not in moves or vevent.sequence > moves[named][1].sequence:
+            moves[named] = (zones[uid], vevent)
+    return _Moves(moves, floating)
 
 
 # --- Calendar files ---------------------------------------------------------
@@ -337,23 +418,35 @@ def _calendar_rows(
         raise _calendar_error(source, group, schedule, problem)
     lengths = _lengths(vevents, floating)
     exdates = _calendar_exdates(vevents, floating)
+    moves = _calendar_moves(vevents, floating)
     try:
         occurrences = _query(source).between(*span)
     except (ValueError, KeyError, TypeError) as error:
         problem = f"cannot be expanded: {error}"
         raise _calendar_error(source, group, schedule, problem) from error
 
-    # Known shortcoming: recurring_ical_events matches a RECURRENCE-ID by its
-    # wall-clock digits too, so a moved occurrence may hide another one of its
-    # series (test_a_moved_occurrence_replaces_only_the_one_at_its_instant).
     event_ids = {uid: str(vevent.get("UID", "")) for uid, vevent in vevents}
-    rows = []
-    for occurrence in occurrences:
-        if _switches_on(occurrence, source) and not exdates.remove(occurrence):
-            start_ns, end_ns = _span(occurrence, group.timezone, floating, lengths)
-            event_id = event_ids[str(occurrence["UID"])]
-            rows.append((group.id, "group", "event", start_ns, end_ns, event_id))
-    return rows
+    spans = [
+        _span(
+            occurrence,
+            group.timezone,
+            floating,
+            _length_of(occurrence, lengths, floating),
+        )
+        for occurrence in occurrences
+        if _switches_on(occurrence, source)
+        and not exdates.remove(occurrence)
+        and not moves.replace(occurrence)
+    ]
+    spans += [
+        _span(move, group.timezone, floating, _length(move, floating))
+        for move in moves.standing(exdates)
+        if _switches_on(move, source)
+    ]
+    return [
+        (group.id, "group", "event", start_ns, end_ns, event_ids[uid])
+        for uid, start_ns, end_ns in spans
+    ]
 
 
 def _calendar_error(
@@ -431,22 +524,55 @@ def _for_expansion(calendar: Any) -> Any:
     """A copy of the calendar as expansion sees it; property values are shared.
 
     Each VEVENT has the UID of :func:`_vevents`, and series have no EXDATE:
-    :func:`_calendar_exdates` reads what they remove. The EXDATEs of a moved
-    occurrence's VEVENT stay, as recurring_ical_events ignores them there.
+    :func:`_calendar_exdates` reads what they remove. The VEVENTs of
+    :func:`_moves` are left out: :class:`_Moves` applies them. The EXDATEs
+    of a moved occurrence's VEVENT stay, as recurring_ical_events ignores
+    them there.
     """
+    vevents = _vevents(calendar)
+    uids = {id(vevent): uid for uid, vevent in vevents}
+    left_out = {id(vevent) for _, vevent in _moves(vevents)}
     copy = calendar.copy()  # shallow: without subcomponents
     stack = [(calendar, copy)]
     while stack:  # not recursive: the nesting may be deep
         original, duplicate = stack.pop()
         for component in original.subcomponents:
+            if id(component) in left_out:
+                continue
             duplicate.add_component(component.copy())
             stack.append((component, duplicate.subcomponents[-1]))
-
-    for uid, vevent in _vevents(copy):  # the copy's UIDs are the calendar's
-        vevent["UID"] = icalendar.vText(uid)
-        if _is_series(vevent):
-            vevent.pop("EXDATE", None)
+            if id(component) in uids:
+                _for_series(duplicate.subcomponents[-1], uids[id(component)])
     return copy
+
+
+def _for_series(vevent: Any, uid: str) -> None:
+    """Give a VEVENT of the copy its UID, and a series' no EXDATE."""
+    vevent["UID"] = icalendar.vText(uid)
+    if _is_series(vevent):
+        vevent.pop("EXDATE", None)
+
+
+def _moves(vevents: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The VEVENTs that :class:`_Moves` applies, with their UID.
+
+    They are those with a RECURRENCE-ID whose UID has a series, unless the
+    series has a ``RANGE=THISANDFUTURE`` one: it moves later occurrences
+    too, and recurring_ical_events applies it and all the series' others.
+    One whose UID has no series stands alone, like a single event.
+    """
+    series = {uid for uid, vevent in vevents if _is_series(vevent)}
+    series -= {
+        uid
+        for uid, vevent in vevents
+        if not _is_series(vevent)
+        and vevent["RECURRENCE-ID"].params.get("RANGE", "").upper() == "THISANDFUTURE"
+    }
+    return [
+        (uid, vevent)
+        for uid, vevent in vevents
+        if uid in series and not _is_series(vevent)
+    ]
 
 
 def _calendar_exdates(vevents: list[tuple[str, Any]], floating: ZoneInfo) -> _Exdates:
@@ -527,22 +653,40 @@ def _length(component: Any, zone: ZoneInfo) -> _Length | None:
     return None
 
 
-def _span(
-    occurrence: Any, zone: ZoneInfo, floating: ZoneInfo, lengths: _Lengths
-) -> tuple[int, int]:
-    """Start and end of a calendar occurrence, in ns since the epoch.
+def _length_of(
+    occurrence: Any, lengths: _Lengths, floating: ZoneInfo
+) -> _Length | None:
+    """The length of an occurrence of the expansion.
 
-    Dates are read in the group's ``zone``. A moved occurrence has a
-    component of its own, found by its RECURRENCE-ID (read like
-    :func:`_lengths` reads it); any other takes the length of its series.
+    A moved occurrence has a component of its own, found by its
+    RECURRENCE-ID (read like :func:`_lengths` reads it); any other takes the
+    length of its series.
     """
-    start = _localize(occurrence.start, zone)
     uid = str(occurrence.get("UID", ""))
     moved = (uid, _ns(_localize(occurrence["RECURRENCE-ID"].dt, floating)))
-    length = lengths[moved] if moved in lengths else lengths.get((uid, None))
+    return lengths[moved] if moved in lengths else lengths.get((uid, None))
+
+
+def _span(
+    occurrence: Any, zone: ZoneInfo, floating: ZoneInfo, length: _Length | None
+) -> tuple[str, int, int]:
+    """UID, start and end of a calendar occurrence, in ns since the epoch.
+
+    Dates are read in the group's ``zone``, floating times in ``floating``
+    (as the expansion reads them). Without a ``length``, the occurrence's
+    own end is right.
+    """
+    start = _local(occurrence.start, zone, floating)
     if length is None:
-        return _ns(start), _ns(_localize(occurrence.end, zone))
-    return _ns(start), length.end_ns(start)
+        end_ns = _ns(_local(occurrence.end, zone, floating))
+    else:
+        end_ns = length.end_ns(start)
+    return str(occurrence.get("UID", "")), _ns(start), end_ns
+
+
+def _local(value: date, zone: ZoneInfo, floating: ZoneInfo) -> datetime:
+    """A date's midnight in ``zone``, a floating time as wall time in ``floating``."""
+    return _localize(value, floating if isinstance(value, datetime) else zone)
 
 
 def _localize(value: date, zone: tzinfo) -> datetime:
