@@ -292,3 +292,26 @@ def test_the_chart_counts_a_crowd_of_actions_and_lists_what_happened(
     legend = ax.get_legend()
     assert legend is not None
     assert [t.get_text() for t in legend.get_texts()] == [DISCONNECTED, "action"]
+
+
+def test_the_chart_names_an_instants_actions_in_the_order_they_happen(
+    tmp_path: Path,
+) -> None:
+    scenario_file = tmp_path / "order.yaml"
+    scenario_file.write_text(
+        "timezone: UTC\n"
+        "clients: {tv: {}}\n"
+        "events:\n"
+        "  - {id: talk, client: tv, start: 2026-03-02T09:00:00Z,"
+        " end: 2026-03-02T10:00:00Z}\n"
+        "simulation: {start: 2026-03-02T08:00:00Z, end: 2026-03-02T11:00:00Z}\n"
+        "timeline:\n"
+        "  - {at: 2026-03-02T08:30:00Z, disconnect: tv}\n"
+        "  - {at: 2026-03-02T09:00:00Z, reconnect: tv}\n"
+        "  - {at: 2026-03-02T09:00:00Z, cancel: talk}\n"
+    )
+    scenario = load_scenario(scenario_file)
+    chart = power_chart(scenario, _result(scenario, []))
+
+    names = sorted(name.get_text() for name in chart.axes[0].texts)
+    assert names == ["cancel talk, reconnect tv", "disconnect tv"]
