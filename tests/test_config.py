@@ -178,6 +178,10 @@ def test_a_variable_out_of_range_is_refused(
 def test_a_key_out_of_range_in_the_file_is_refused(
     tmp_path: Path, line: str, message: str
 ) -> None:
+    _assert_key_refused(tmp_path, line, message)
+
+
+def _assert_key_refused(tmp_path: Path, line: str, message: str) -> None:
     path = tmp_path / "publish.toml"
     key = line.split(" = ")[0]
     with pytest.raises(UsageError) as caught:
@@ -265,11 +269,7 @@ def test_a_config_path_below_a_file_is_refused(config: Path) -> None:
 def test_a_value_of_the_wrong_type_in_the_file_is_refused(
     tmp_path: Path, line: str, message: str
 ) -> None:
-    path = tmp_path / "publish.toml"
-    key = line.split(" = ")[0]
-    with pytest.raises(UsageError) as caught:
-        _parse_file(path, f"[tvpower]\n{line}\n")
-    assert str(caught.value) == f"{path}: key {key!r} in [tvpower]: {message}"
+    _assert_key_refused(tmp_path, line, message)
 
 
 def test_a_file_without_the_table_is_refused(tmp_path: Path) -> None:

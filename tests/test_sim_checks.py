@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from tvpower.intents import Intent, encode, format_instant
 from tvpower.sim import SimResult, load_scenario, simulate
 from tvpower.sim.fleet import Receipt
-from tvpower.sim.run import Simulation, record
+from tvpower.sim.run import Recording, Simulation, record
 from tvpower.sim.verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,6 +301,17 @@ async def test_a_reconnect_at_a_cancels_instant_learns_the_new_state(
     assert list(learned["desired_state"]) == ["off"]
 
 
+def _receive_off(recording: Recording, at: datetime) -> dict[str, Any]:
+    """Make lobby-left receive an off intent at ``at``, live; its payload."""
+    intent = Intent("lobby-left", "lobby", "off", "no_active_event", 30, None, None)
+    payload = intent.payload(at, 600)
+    topic = "infoscreen/lobby-left/power/intent"
+    recording.receipts.append(
+        Receipt(at, "lobby-left", topic, "live", False, True, "", payload)
+    )
+    return payload
+
+
 async def test_a_real_off_at_an_edit_is_still_caught(tmp_path: Path) -> None:
     path = tmp_path / "lobby-scenario.yaml"
     path.write_text(
@@ -308,14 +320,8 @@ async def test_a_real_off_at_an_edit_is_still_caught(tmp_path: Path) -> None:
         " edit: {id: workshop, end: 2026-03-02T12:30:00Z}}\n"
     )
     recording = await record(load_scenario(path))
-    at = datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
-    intent = Intent("lobby-left", "lobby", "off", "no_active_event", 30, None, None)
-    payload = intent.payload(at, 600)
-    topic = "infoscreen/lobby-left/power/intent"
     # The version in force at 10:15 says on there.
-    recording.receipts.append(
-        Receipt(at, "lobby-left", topic, "live", False, True, "", payload)
-    )
+    payload = _receive_off(recording, datetime(2026, 3, 2, 10, 15, tzinfo=UTC))
 
     violations = verify(recording).violations
 
@@ -340,13 +346,7 @@ async def test_an_old_versions_off_at_an_edit_is_caught(tmp_path: Path) -> None:
         " start: 2026-03-02T12:00:00Z, end: 2026-03-02T13:00:00Z}}\n"
     )
     recording = await record(load_scenario(path))
-    at = datetime(2026, 3, 2, 12, tzinfo=UTC)
-    intent = Intent("lobby-left", "lobby", "off", "no_active_event", 30, None, None)
-    payload = intent.payload(at, 600)
-    topic = "infoscreen/lobby-left/power/intent"
-    recording.receipts.append(
-        Receipt(at, "lobby-left", topic, "live", False, True, "", payload)
-    )
+    _receive_off(recording, datetime(2026, 3, 2, 12, tzinfo=UTC))
 
     violations = verify(recording).violations
 

@@ -158,11 +158,16 @@ def _listed(component: Any, name: str) -> list[Any]:
 
     Each may be given on several lines, each line with several values.
     """
+    return [item.dt for line in _lines(component, name) for item in line.dts]
+
+
+def _lines(component: Any, name: str) -> list[Any]:
+    """The lines of a property that may be given more than once."""
     lines = component.get(name, [])
     return [
-        item.dt
+        line
         for line in (lines if isinstance(lines, list) else [lines])
-        for item in getattr(line, "dts", [])
+        if hasattr(line, "dts")
     ]
 
 
@@ -367,8 +372,7 @@ def _calendar_moves(vevents: list[tuple[str, Any]], floating: ZoneInfo) -> _Move
     zones: dict[str, tzinfo] = {}
     for uid, vevent in vevents:
         if _is_series(vevent):
-            start = vevent["DTSTART"].dt
-            zones.setdefault(uid, getattr(start, "tzinfo", None) or floating)
+            zones.setdefault(uid, _series_zone(vevent, floating))
     moves: dict[_Named, tuple[tzinfo, Any]] = {}
     for uid, vevent in _moves(vevents):
         named = _named(uid, vevent["RECURRENCE-ID"].dt, zones[uid])
@@ -483,9 +487,8 @@ def _vevents(calendar: Any) -> list[tuple[str, Any]]:
 def _exdate_problem(vevents: list[tuple[str, Any]]) -> str | None:
     """An EXDATE period: RFC 5545 allows none, but icalendar reads them."""
     for index, (_, vevent) in enumerate(vevents):
-        lines = vevent.get("EXDATE", [])
-        for line in lines if isinstance(lines, list) else [lines]:
-            if any(isinstance(item.dt, tuple) for item in getattr(line, "dts", [])):
+        for line in _lines(vevent, "EXDATE"):
+            if any(isinstance(item.dt, tuple) for item in line.dts):
                 return (
                     f"{_event_name(vevent, index)}: property 'EXDATE': expected "
                     f"dates or date-times, got the period "
@@ -589,14 +592,18 @@ def _calendar_exdates(vevents: list[tuple[str, Any]], floating: ZoneInfo) -> _Ex
     instants, days = set(), set()
     for uid, component in vevents:
         if _is_series(component) and "EXDATE" in component:
-            start = component["DTSTART"].dt
-            zone = getattr(start, "tzinfo", None) or floating
+            zone = _series_zone(component, floating)
             for value in _listed(component, "EXDATE"):
                 if isinstance(value, datetime):
                     instants.add((uid, _ns(_localize(value, zone))))
                 else:
                     days.add((uid, value))
     return _Exdates(frozenset(instants), frozenset(days), floating)
+
+
+def _series_zone(vevent: Any, floating: ZoneInfo) -> tzinfo:
+    """The zone of a series' floating times: its DTSTART's, else ``floating``."""
+    return getattr(vevent["DTSTART"].dt, "tzinfo", None) or floating
 
 
 def _is_series(component: Any) -> bool:

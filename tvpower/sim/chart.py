@@ -22,7 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 
-from tvpower.sim.scenario import EVENT_ACTIONS, Scenario
+from tvpower.sim.scenario import Scenario
 
 if TYPE_CHECKING:
     from tvpower.sim import SimResult
@@ -139,8 +139,7 @@ def _draw_actions(ax: Axes, scenario: Scenario) -> list[Annotation]:
     """
     names = []
     at_once: dict[datetime, list[str]] = {}
-    # Named in the order they happen: an instant's edits first.
-    for action in sorted(scenario.actions, key=lambda a: a.kind not in EVENT_ACTIONS):
+    for action in scenario.in_order:  # named in the order they happen
         at_once.setdefault(action.at, []).append(f"{action.kind} {action.target}")
     for at, happening in at_once.items():
         x = _num([at])[0]

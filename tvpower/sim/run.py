@@ -190,10 +190,7 @@ class Simulation:
         )
 
     async def _steps(self) -> None:
-        # At one instant the edits come first, then the rest in file order.
-        actions = sorted(
-            self.scenario.actions, key=lambda a: (a.at, a.kind not in EVENT_ACTIONS)
-        )
+        actions = self.scenario.in_order
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _BUDGET_SECONDS
         for _step in range(_MAX_STEPS):

@@ -116,6 +116,11 @@ class Scenario:
         return any(a.kind in EVENT_ACTIONS for a in self.actions)
 
     @property
+    def in_order(self) -> list[Action]:
+        """The actions as a run takes them: by instant, an instant's edits first."""
+        return sorted(self.actions, key=lambda a: (a.at, a.kind not in EVENT_ACTIONS))
+
+    @property
     def outages(self) -> tuple[tuple[datetime, datetime], ...]:
         """When the publisher is stopped: ``[stop, start)``, the last to the end."""
         stops = [a.at for a in self.actions if a.kind == "stop"]
